@@ -1,0 +1,1 @@
+//! Real host facts for dockerish-spec.

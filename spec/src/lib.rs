@@ -1,0 +1,1 @@
+//! Docker spec rules (see DOCKER-RULES.md).
