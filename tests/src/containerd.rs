@@ -1,0 +1,677 @@
+//! A private containerd 1.6 per test: own root, state, gRPC and ttrpc sockets, config v2.
+//!
+//! The system's containerd (if any) is never touched: the private daemon listens on sockets
+//! inside its own directory. Two things are machine-wide by containerd's design and are kept
+//! apart by unique namespaces ([`crate::unique_name`]): runc state under
+//! `/run/containerd/runc/<ns>` and shim sockets under `/run/containerd/s/` (whose names hash the
+//! private gRPC address, so they never collide with the system's either).
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::cmd::{run_cmd, try_run_cmd, Out};
+use crate::procs;
+use crate::Runtime;
+
+/// Default deadline of one `ctr` command.
+pub const CTR_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How the private containerd is configured.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Keep the CRI plugin (disabled by default: it needs CNI and a pause image).
+    pub cri: bool,
+    /// `PATH` for the daemon (and so for the shims and runc). Default: the shim's directory
+    /// first, then the usual system directories.
+    pub path: Option<String>,
+    /// Extra TOML appended to `config.toml`.
+    pub extra_config: String,
+    /// Import the busybox image into the default namespace at start.
+    pub import_image: bool,
+    /// Directory to use instead of a fresh temporary one (kept on drop only if `keep_dir`).
+    pub dir: Option<PathBuf>,
+    /// `debug` or `info`.
+    pub log_level: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            cri: false,
+            path: None,
+            extra_config: String::new(),
+            import_image: true,
+            dir: None,
+            log_level: "debug".into(),
+        }
+    }
+}
+
+/// Options of [`Containerd::run`] (`ctr run`).
+#[derive(Clone, Debug, Default)]
+pub struct RunOpts {
+    pub detach: bool,
+    pub rm: bool,
+    /// Extra flags placed before the image (`--memory-limit`, `--log-uri`, …).
+    pub flags: Vec<String>,
+    /// Data fed to ctr's stdin (else /dev/null).
+    pub stdin: Option<Vec<u8>>,
+    pub timeout: Option<Duration>,
+    /// Image instead of [`crate::IMAGE`].
+    pub image: Option<String>,
+}
+
+impl RunOpts {
+    pub fn detach() -> Self {
+        RunOpts { detach: true, ..Default::default() }
+    }
+    pub fn rm() -> Self {
+        RunOpts { rm: true, ..Default::default() }
+    }
+    pub fn flag(mut self, f: impl Into<String>) -> Self {
+        self.flags.push(f.into());
+        self
+    }
+    pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(data.into());
+        self
+    }
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = Some(t);
+        self
+    }
+}
+
+/// A running private containerd. Dropping it stops everything it started and removes its
+/// directory.
+pub struct Containerd {
+    pub dir: PathBuf,
+    pub root: PathBuf,
+    pub state: PathBuf,
+    /// gRPC socket path (what `ctr --address` and the shims' `-address` take).
+    pub grpc: String,
+    /// ttrpc socket path (events from shims).
+    pub ttrpc: String,
+    /// Default namespace of this instance (unique on the machine), with the image imported.
+    pub ns: String,
+    pub opts: Options,
+    child: Option<Child>,
+    pid: i32,
+    namespaces: Mutex<Vec<String>>,
+    detached: bool,
+    remove_dir: bool,
+}
+
+const STATE_FILE: &str = "harness.json";
+
+impl Containerd {
+    /// Starts a private containerd with default options and the busybox image imported.
+    pub fn start() -> Self {
+        Self::start_with(Options::default())
+    }
+
+    pub fn start_with(opts: Options) -> Self {
+        let (dir, remove_dir) = match &opts.dir {
+            Some(d) => {
+                std::fs::create_dir_all(d).expect("create containerd dir");
+                (std::fs::canonicalize(d).unwrap(), false)
+            }
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("dkt-")
+                    .tempdir_in("/tmp")
+                    .expect("create temp dir");
+                (t.keep(), true)
+            }
+        };
+        let ns = crate::unique_name("t");
+        let mut c = Containerd {
+            root: dir.join("root"),
+            state: dir.join("state"),
+            grpc: dir.join("c.sock").to_string_lossy().into_owned(),
+            ttrpc: dir.join("c.sock.ttrpc").to_string_lossy().into_owned(),
+            dir,
+            ns: ns.clone(),
+            opts,
+            child: None,
+            pid: 0,
+            namespaces: Mutex::new(vec![ns.clone()]),
+            detached: false,
+            remove_dir,
+        };
+        assert!(
+            c.ttrpc.len() < 100,
+            "socket path {} too long for a unix socket: use a shorter directory",
+            c.ttrpc
+        );
+        c.write_config();
+        c.spawn();
+        c.wait_ready();
+        c.ctr_raw(&["namespaces", "create", &ns]).expect_ok();
+        if c.opts.import_image {
+            c.import_image(&ns);
+        }
+        c
+    }
+
+    /// The `PATH` the daemon runs with.
+    pub fn daemon_path(&self) -> String {
+        if let Some(p) = &self.opts.path {
+            return p.clone();
+        }
+        let shim = crate::shim_path();
+        format!(
+            "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            shim.parent().unwrap().display()
+        )
+    }
+
+    fn write_config(&self) {
+        std::fs::create_dir_all(&self.root).unwrap();
+        std::fs::create_dir_all(&self.state).unwrap();
+        let disabled = if self.opts.cri { "" } else { r#""io.containerd.grpc.v1.cri""# };
+        let cfg = format!(
+            r#"version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = [{disabled}]
+
+[grpc]
+  address = "{grpc}"
+
+[ttrpc]
+  address = "{ttrpc}"
+
+[debug]
+  address = ""
+  level = "{level}"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{dir}/opt"
+
+{extra}
+"#,
+            root = self.root.display(),
+            state = self.state.display(),
+            grpc = self.grpc,
+            ttrpc = self.ttrpc,
+            level = self.opts.log_level,
+            dir = self.dir.display(),
+            extra = self.opts.extra_config,
+        );
+        std::fs::write(self.dir.join("config.toml"), cfg).unwrap();
+    }
+
+    /// Path of containerd's log (stdout+stderr of the daemon, including shim logs).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("containerd.log")
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let mut cmd = Command::new("containerd");
+        cmd.arg("--config")
+            .arg(self.dir.join("config.toml"))
+            .env_clear()
+            .env("PATH", self.daemon_path())
+            .env("HOME", "/root")
+            .env("LANG", "C.UTF-8")
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for k in ["RUST_BACKTRACE", "RUST_LOG"] {
+            if let Ok(v) = std::env::var(k) {
+                cmd.env(k, v);
+            }
+        }
+        // Own session: a terminal's ^C must not reach the daemon (we stop it ourselves).
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("cannot start /usr/bin/containerd (apt-get install containerd)");
+        self.pid = child.id() as i32;
+        self.child = Some(child);
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(st)) = child.try_wait() {
+                    panic!("containerd exited during start ({st}); log:\n{}", self.log());
+                }
+            }
+            if Path::new(&self.grpc).exists() {
+                if let Ok(o) = try_run_cmd(
+                    Command::new("ctr").args(["--address", &self.grpc, "version"]),
+                    None,
+                    Duration::from_secs(5),
+                ) {
+                    if o.ok() {
+                        return;
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("containerd not ready after 30 s; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// PID of the daemon.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Imports the busybox image into namespace `ns`.
+    pub fn import_image(&self, ns: &str) {
+        let tar = crate::image::image_tarball();
+        let tar = tar.to_string_lossy();
+        self.ctr_in(ns, &["images", "import", "--all-platforms", &tar]).expect_ok();
+    }
+
+    /// A new namespace (unique on the machine), with the image imported.
+    pub fn new_namespace(&self) -> String {
+        let ns = crate::unique_name("t");
+        self.namespaces.lock().unwrap().push(ns.clone());
+        self.ctr_raw(&["namespaces", "create", &ns]).expect_ok();
+        self.import_image(&ns);
+        ns
+    }
+
+    /// A `ctr` command with `--address` set (no namespace).
+    pub fn ctr_command(&self) -> Command {
+        let mut c = Command::new("ctr");
+        c.args(["--address", &self.grpc]);
+        c
+    }
+
+    /// `ctr --address A ARGS` (no namespace).
+    #[track_caller]
+    pub fn ctr_raw(&self, args: &[&str]) -> Out {
+        run_cmd(self.ctr_command().args(args), None, CTR_TIMEOUT)
+    }
+
+    /// `ctr --address A -n NS ARGS`.
+    #[track_caller]
+    pub fn ctr_in(&self, ns: &str, args: &[&str]) -> Out {
+        run_cmd(self.ctr_command().args(["-n", ns]).args(args), None, CTR_TIMEOUT)
+    }
+
+    /// `ctr` in the default namespace.
+    #[track_caller]
+    pub fn ctr(&self, args: &[&str]) -> Out {
+        self.ctr_in(&self.ns, args)
+    }
+
+    /// `ctr` in the default namespace with stdin data and a deadline.
+    #[track_caller]
+    pub fn ctr_with(&self, args: &[&str], stdin: Option<&[u8]>, timeout: Duration) -> Out {
+        run_cmd(self.ctr_command().args(["-n", &self.ns]).args(args), stdin, timeout)
+    }
+
+    /// `ctr run` arguments for a container.
+    pub fn run_args(&self, runtime: Runtime, id: &str, args: &[&str], opts: &RunOpts) -> Vec<String> {
+        let mut v: Vec<String> = vec!["run".into(), "--runtime".into(), runtime.name().into()];
+        if opts.detach {
+            v.push("-d".into());
+        }
+        if opts.rm {
+            v.push("--rm".into());
+        }
+        v.extend(opts.flags.iter().cloned());
+        v.push(opts.image.clone().unwrap_or_else(|| crate::IMAGE.into()));
+        v.push(id.into());
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    }
+
+    /// `ctr run` in the default namespace.
+    #[track_caller]
+    pub fn run(&self, runtime: Runtime, id: &str, args: &[&str], opts: RunOpts) -> Out {
+        let v = self.run_args(runtime, id, args, &opts);
+        let v: Vec<&str> = v.iter().map(|s| s.as_str()).collect();
+        self.ctr_with(&v, opts.stdin.as_deref(), opts.timeout.unwrap_or(CTR_TIMEOUT))
+    }
+
+    /// `ctr run -d … ID sleep 100000` and returns the task's PID.
+    #[track_caller]
+    pub fn run_sleeper(&self, runtime: Runtime, id: &str) -> i32 {
+        self.run(runtime, id, &["sleep", "100000"], RunOpts::detach()).expect_ok();
+        let pid = self.task_pid(id).expect("task listed after ctr run -d");
+        assert!(pid > 0, "task {id} has no pid");
+        pid
+    }
+
+    /// Rows of `ctr task ls`: (id, pid, status).
+    pub fn tasks(&self) -> Vec<(String, i32, String)> {
+        let o = self.ctr(&["task", "ls"]);
+        o.stdout
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                if f.len() >= 3 {
+                    Some((f[0].to_string(), f[1].parse().unwrap_or(0), f[2].to_string()))
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    pub fn task_pid(&self, id: &str) -> Option<i32> {
+        self.tasks().into_iter().find(|t| t.0 == id).map(|t| t.1)
+    }
+
+    /// `RUNNING`, `STOPPED`, `PAUSED`, `CREATED`… or None when there is no task.
+    pub fn task_status(&self, id: &str) -> Option<String> {
+        self.tasks().into_iter().find(|t| t.0 == id).map(|t| t.2)
+    }
+
+    /// Waits until the task reports `status`.
+    pub fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> bool {
+        crate::wait_until(timeout, || self.task_status(id).as_deref() == Some(status))
+    }
+
+    /// PIDs listed by `ctr task ps`.
+    pub fn task_pids(&self, id: &str) -> Vec<i32> {
+        self.ctr(&["task", "ps", id])
+            .expect_ok()
+            .stdout
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next().and_then(|p| p.parse().ok()))
+            .collect()
+    }
+
+    /// Kills (SIGKILL), deletes the task and the container; ignores errors.
+    pub fn remove(&self, id: &str) {
+        let _ = try_run_cmd(
+            self.ctr_command().args(["-n", &self.ns, "task", "kill", "-a", "-s", "SIGKILL", id]),
+            None,
+            Duration::from_secs(10),
+        );
+        let _ = crate::wait_until(Duration::from_secs(5), || {
+            matches!(self.task_status(id).as_deref(), Some("STOPPED") | None)
+        });
+        let _ = try_run_cmd(self.ctr_command().args(["-n", &self.ns, "task", "rm", "-f", id]), None, CTR_TIMEOUT);
+        let _ = try_run_cmd(self.ctr_command().args(["-n", &self.ns, "container", "rm", id]), None, CTR_TIMEOUT);
+    }
+
+    /// Shim processes started by this containerd.
+    pub fn shims(&self) -> Vec<procs::Proc> {
+        procs::shims_of(&self.grpc)
+    }
+
+    /// PID of the shim serving container `id` in the default namespace.
+    pub fn shim_pid(&self, id: &str) -> Option<i32> {
+        self.shim_pid_in(&self.ns, id)
+    }
+
+    pub fn shim_pid_in(&self, ns: &str, id: &str) -> Option<i32> {
+        self.shims()
+            .into_iter()
+            .find(|p| p.arg_after("-id") == Some(id) && p.arg_after("-namespace") == Some(ns))
+            .map(|p| p.pid)
+    }
+
+    /// The bundle directory containerd gives the shim.
+    pub fn bundle(&self, ns: &str, id: &str) -> PathBuf {
+        self.state.join("io.containerd.runtime.v2.task").join(ns).join(id)
+    }
+
+    /// Everything left behind by container `id` (default namespace), after waiting up to
+    /// `timeout` for it to disappear. Empty means clean.
+    pub fn leftovers(&self, id: &str, timeout: Duration) -> Vec<String> {
+        let mut problems = Vec::new();
+        crate::wait_until(timeout, || {
+            problems = self.leftovers_now(&self.ns, id);
+            problems.is_empty()
+        });
+        problems
+    }
+
+    fn leftovers_now(&self, ns: &str, id: &str) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(pid) = self.shim_pid_in(ns, id) {
+            v.push(format!("shim process {pid} still running"));
+        }
+        let sock = procs::shim_socket(&self.grpc, ns, id);
+        if sock.exists() {
+            v.push(format!("shim socket {} still exists", sock.display()));
+        }
+        let rs = procs::runc_state(ns, id);
+        if rs.exists() {
+            v.push(format!("runc state {} still exists", rs.display()));
+        }
+        for m in procs::mounts_under(&self.dir) {
+            if m.components().any(|c| c.as_os_str() == id) {
+                v.push(format!("mount {} still present", m.display()));
+            }
+        }
+        for cg in procs::cgroups_of(ns, id) {
+            v.push(format!("cgroup {} still exists", cg.display()));
+        }
+        let b = self.bundle(ns, id);
+        if b.exists() {
+            v.push(format!("bundle {} still exists", b.display()));
+        }
+        let mut parents: Vec<i32> = self.shims().iter().map(|p| p.pid).collect();
+        parents.push(self.pid);
+        for z in procs::zombies_of(&parents) {
+            v.push(format!("zombie {} ({}) child of {}", z.pid, z.comm, z.ppid));
+        }
+        v
+    }
+
+    /// Panics listing what container `id` left behind (waits up to 10 s for cleanup).
+    #[track_caller]
+    pub fn assert_no_leftovers(&self, id: &str) {
+        let l = self.leftovers(id, Duration::from_secs(10));
+        assert!(l.is_empty(), "container {id} left things behind:\n  {}", l.join("\n  "));
+    }
+
+    /// Zombie children of this containerd's shims.
+    pub fn shim_zombies(&self) -> Vec<procs::Proc> {
+        let parents: Vec<i32> = self.shims().iter().map(|p| p.pid).collect();
+        procs::zombies_of(&parents)
+    }
+
+    /// Stops the daemon with `sig` (`libc::SIGKILL` or `libc::SIGTERM`) and starts it again
+    /// on the same directories. Shims and containers keep running.
+    pub fn restart(&mut self, sig: i32) {
+        self.stop_daemon(sig);
+        self.spawn();
+        self.wait_ready();
+    }
+
+    fn stop_daemon(&mut self, sig: i32) {
+        procs::kill(self.pid, sig);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let gone = match self.child.as_mut() {
+                Some(c) => matches!(c.try_wait(), Ok(Some(_)) | Err(_)),
+                None => !procs::alive(self.pid),
+            };
+            if gone {
+                break;
+            }
+            if Instant::now() > deadline {
+                procs::kill(self.pid, libc::SIGKILL);
+                if let Some(c) = self.child.as_mut() {
+                    let _ = c.wait();
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = None;
+    }
+
+    /// Leaves the daemon running after this value is dropped (for `dockerish-testenv up`);
+    /// writes what [`Containerd::attach`] needs into `<dir>/harness.json`.
+    pub fn detach(mut self) -> PathBuf {
+        let st = serde_json::json!({
+            "pid": self.pid,
+            "grpc": self.grpc,
+            "ttrpc": self.ttrpc,
+            "ns": self.ns,
+            "namespaces": *self.namespaces.lock().unwrap(),
+            "remove_dir": self.remove_dir,
+        });
+        std::fs::write(self.dir.join(STATE_FILE), serde_json::to_vec_pretty(&st).unwrap()).unwrap();
+        self.detached = true;
+        self.child = None; // not waited: the daemon outlives us (reparented to init)
+        self.dir.clone()
+    }
+
+    /// Re-attaches to a daemon left by [`Containerd::detach`]; dropping the result cleans up.
+    pub fn attach(dir: &Path) -> std::io::Result<Self> {
+        let dir = std::fs::canonicalize(dir)?;
+        let st: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(STATE_FILE))?)?;
+        let s = |k: &str| st[k].as_str().unwrap_or_default().to_string();
+        Ok(Containerd {
+            root: dir.join("root"),
+            state: dir.join("state"),
+            grpc: s("grpc"),
+            ttrpc: s("ttrpc"),
+            ns: s("ns"),
+            opts: Options { dir: Some(dir.clone()), ..Options::default() },
+            child: None,
+            pid: st["pid"].as_i64().unwrap_or(0) as i32,
+            namespaces: Mutex::new(
+                st["namespaces"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                    .unwrap_or_default(),
+            ),
+            detached: false,
+            remove_dir: st["remove_dir"].as_bool().unwrap_or(false),
+            dir,
+        })
+    }
+
+    /// Stops everything this instance started and removes what it left. Idempotent.
+    pub fn cleanup(&mut self) {
+        let namespaces = self.namespaces.lock().unwrap().clone();
+        // Every (ns, id) this instance knows about: bundles and runc state.
+        let mut ids: Vec<(String, String)> = Vec::new();
+        for ns in &namespaces {
+            for d in [self.state.join("io.containerd.runtime.v2.task").join(ns), PathBuf::from("/run/containerd/runc").join(ns)] {
+                if let Ok(rd) = std::fs::read_dir(&d) {
+                    for e in rd.flatten() {
+                        let id = e.file_name().to_string_lossy().into_owned();
+                        if !ids.contains(&(ns.clone(), id.clone())) {
+                            ids.push((ns.clone(), id));
+                        }
+                    }
+                }
+            }
+        }
+        // 1. Containers: runc delete --force kills and removes them.
+        for (ns, id) in &ids {
+            let root = PathBuf::from("/run/containerd/runc").join(ns);
+            if root.join(id).exists() {
+                let _ = try_run_cmd(
+                    Command::new("runc").arg("--root").arg(&root).args(["delete", "--force", id]),
+                    None,
+                    Duration::from_secs(20),
+                );
+            }
+        }
+        // 2. Shims (and their leftover children, e.g. binary:// loggers).
+        let shims = procs::shims_of(&self.grpc);
+        for s in &shims {
+            for c in procs::children_of(s.pid) {
+                procs::kill(c.pid, libc::SIGKILL);
+            }
+            procs::kill(s.pid, libc::SIGKILL);
+        }
+        // 3. The daemon.
+        if self.pid > 0 && procs::alive(self.pid) && self.is_our_daemon() {
+            self.stop_daemon(libc::SIGTERM);
+        } else if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        crate::wait_until(Duration::from_secs(5), || shims.iter().all(|s| !procs::alive(s.pid)));
+        // 4. Mounts, sockets, runc state, cgroups, the directory.
+        procs::unmount_all_under(&self.dir);
+        for (ns, id) in &ids {
+            let _ = std::fs::remove_file(procs::shim_socket(&self.grpc, ns, id));
+        }
+        for ns in &namespaces {
+            let root = PathBuf::from("/run/containerd/runc").join(ns);
+            if let Ok(rd) = std::fs::read_dir(&root) {
+                for e in rd.flatten() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+            let _ = std::fs::remove_dir(&root);
+            procs::remove_cgroups_of_ns(ns);
+        }
+        if self.remove_dir {
+            if procs::mounts_under(&self.dir).is_empty() {
+                let _ = std::fs::remove_dir_all(&self.dir);
+            } else {
+                eprintln!("harness: mounts remain under {}, not removing it", self.dir.display());
+            }
+        } else {
+            for sub in ["root", "state", "opt"] {
+                if procs::mounts_under(&self.dir.join(sub)).is_empty() {
+                    let _ = std::fs::remove_dir_all(self.dir.join(sub));
+                }
+            }
+            let _ = std::fs::remove_file(self.dir.join(STATE_FILE));
+            let _ = std::fs::remove_file(&self.grpc);
+            let _ = std::fs::remove_file(&self.ttrpc);
+        }
+        self.pid = 0;
+    }
+
+    fn is_our_daemon(&self) -> bool {
+        procs::read_proc(self.pid)
+            .map(|p| p.cmdline.iter().any(|a| a.contains(&*self.dir.to_string_lossy())))
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        if self.detached {
+            return;
+        }
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let start = lines.len().saturating_sub(60);
+            eprintln!(
+                "---- last lines of the private containerd's log ({}) ----\n{}\n----",
+                self.log_path().display(),
+                lines[start..].join("\n")
+            );
+        }
+        self.cleanup();
+    }
+}
