@@ -1,0 +1,137 @@
+//! Publishes task events to containerd over ttrpc (`Events.Forward`), in order, surviving a
+//! containerd restart (reconnect and retry), never blocking the task service.
+
+use std::time::{Duration, SystemTime};
+
+use containerd_shim_protos::events::task::*;
+use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim_protos::protobuf::MessageFull;
+use containerd_shim_protos::shim::event::Envelope;
+use containerd_shim_protos::shim::events::ForwardRequest;
+use containerd_shim_protos::shim_async::EventsClient;
+use tokio::sync::mpsc;
+
+pub fn timestamp(t: SystemTime) -> Timestamp {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    Timestamp { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32, ..Default::default() }
+}
+
+pub enum Event {
+    Create(TaskCreate),
+    Start(TaskStart),
+    Exit(TaskExit),
+    Delete(TaskDelete),
+    ExecAdded(TaskExecAdded),
+    ExecStarted(TaskExecStarted),
+    Paused(TaskPaused),
+    Resumed(TaskResumed),
+    Oom(TaskOOM),
+}
+
+impl Event {
+    fn topic_and_any(&self) -> (&'static str, Option<containerd_shim_protos::protobuf::well_known_types::any::Any>) {
+        fn any<M: MessageFull>(m: &M) -> Option<containerd_shim_protos::protobuf::well_known_types::any::Any> {
+            dockerish_proto::event_any(m).ok()
+        }
+        match self {
+            Event::Create(e) => ("/tasks/create", any(e)),
+            Event::Start(e) => ("/tasks/start", any(e)),
+            Event::Exit(e) => ("/tasks/exit", any(e)),
+            Event::Delete(e) => ("/tasks/delete", any(e)),
+            Event::ExecAdded(e) => ("/tasks/exec-added", any(e)),
+            Event::ExecStarted(e) => ("/tasks/exec-started", any(e)),
+            Event::Paused(e) => ("/tasks/paused", any(e)),
+            Event::Resumed(e) => ("/tasks/resumed", any(e)),
+            Event::Oom(e) => ("/tasks/oom", any(e)),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Publisher {
+    tx: mpsc::UnboundedSender<(SystemTime, Event)>,
+    /// Events queued or in flight, so the daemon can drain them before it exits.
+    pending: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Publisher {
+    /// `address` is containerd's ttrpc socket (`TTRPC_ADDRESS`).
+    pub fn start(address: String, namespace: String) -> Publisher {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pending = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        tokio::spawn(run(address, namespace, rx, pending.clone()));
+        Publisher { tx, pending }
+    }
+
+    pub fn publish(&self, e: Event) {
+        self.pending.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.tx.send((SystemTime::now(), e)).is_err() {
+            self.pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Waits (bounded) until every queued event was delivered or given up on.
+    pub async fn drain(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.pending.load(std::sync::atomic::Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+async fn run(
+    address: String,
+    namespace: String,
+    mut rx: mpsc::UnboundedReceiver<(SystemTime, Event)>,
+    pending: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let addr = if address.contains("://") { address } else { format!("unix://{address}") };
+    let mut client: Option<EventsClient> = None;
+    while let Some((at, ev)) = rx.recv().await {
+        let (topic, any) = ev.topic_and_any();
+        let Some(any) = any else {
+            pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            continue;
+        };
+        let req = ForwardRequest {
+            envelope: Some(Envelope {
+                timestamp: Some(timestamp(at)).into(),
+                namespace: namespace.clone(),
+                topic: topic.to_string(),
+                event: Some(any).into(),
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        // containerd may be restarting: retry for up to ~2 minutes, reconnecting each time.
+        let mut delay = Duration::from_millis(20);
+        let mut sent = false;
+        for _ in 0..60 {
+            if client.is_none() {
+                match ttrpc::r#async::Client::connect(&addr).await {
+                    Ok(c) => client = Some(EventsClient::new(c)),
+                    Err(e) => log::debug!("connect {addr}: {e:?}"),
+                }
+            }
+            if let Some(c) = &client {
+                match c.forward(ttrpc::context::with_timeout(5_000_000_000), &req).await {
+                    Ok(_) => {
+                        sent = true;
+                        break;
+                    }
+                    Err(e) => {
+                        log::debug!("forward {topic}: {e:?}");
+                        client = None;
+                    }
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+        if !sent {
+            log::error!("dropped event {topic}: containerd at {addr} did not accept it");
+        }
+        pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
