@@ -41,8 +41,9 @@ impl SpecError {
 /// An error from the system side (the `Host` implementation, file writes, config loading).
 #[derive(thiserror::Error, Debug)]
 pub enum HostError {
-    /// A system call on `path` failed; the display carries the path and the errno text.
-    #[error("{op} {path}: {source}")]
+    /// A system call on `path` failed; the display carries the path and the errno text, in Go's
+    /// form (`lstat /dev/x: no such file or directory`) so Docker's messages stay verbatim.
+    #[error("{op} {path}: {}", errno_text(.source))]
     Io {
         op: &'static str,
         path: String,
@@ -80,5 +81,19 @@ impl HostError {
     /// Helper for `std::io::Error` with the failing operation and path.
     pub fn io(op: &'static str, path: impl Into<String>, source: std::io::Error) -> Self {
         HostError::Io { op, path: path.into(), source }
+    }
+}
+
+/// Go-style error text for an I/O error: the lower-case strerror without Rust's "(os error N)".
+pub fn errno_text(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    let s = match (e.raw_os_error(), s.rfind(" (os error ")) {
+        (Some(_), Some(i)) => s[..i].to_string(),
+        _ => s,
+    };
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
+        None => s,
     }
 }

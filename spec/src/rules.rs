@@ -1182,6 +1182,9 @@ impl<'a> Ctx<'a> {
     /// A mount at /dev/shm that is not the base tmpfs and not our own shareable bind (IPC-8).
     fn has_user_shm_mount(&self) -> bool {
         let ours = self.shm_dir();
+        if self.s.tmpfs.as_ref().is_some_and(|l| l.iter().any(|t| t.destination == "/dev/shm" || t.destination == "/dev")) {
+            return true;
+        }
         self.mounts().iter().any(|m| {
             dest(m) == "/dev/shm" && !is_default_mount(m) && m.get("source").and_then(Value::as_str) != Some(ours.as_str())
         })

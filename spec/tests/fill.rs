@@ -1,0 +1,773 @@
+//! Rule-by-rule tests of `fill` on realistic producer specs (fixtures/), with a fake host.
+//! Test names carry the rule ids of DOCKER-RULES.md §1.
+
+use dockerish_spec::testing::FakeHost;
+use dockerish_spec::*;
+use serde_json::json;
+
+const NS: &str = "default";
+const ID: &str = "test";
+
+fn fixture(name: &str) -> Value {
+    let p = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&p).expect("fixture")).expect("fixture json")
+}
+
+fn with_ann(mut spec: Value, ann: &[(&str, &str)]) -> Value {
+    let a = spec.as_object_mut().unwrap().entry("annotations").or_insert(json!({}));
+    for (k, v) in ann {
+        a[format!("io.containerd.dockerish/{k}")] = json!(v);
+    }
+    spec
+}
+
+fn run_cfg(spec: Value, cfg: &DaemonConfig, host: &FakeHost) -> Result<Filled, SpecError> {
+    fill(spec, &Inputs { id: ID, namespace: NS, config: cfg }, host)
+}
+
+fn run(spec: Value, host: &FakeHost) -> Result<Filled, SpecError> {
+    run_cfg(spec, &DaemonConfig::default(), host)
+}
+
+fn ctr(ann: &[(&str, &str)]) -> Filled {
+    run(with_ann(fixture("ctr_default"), ann), &FakeHost::default()).expect("fill")
+}
+
+fn err(spec: Value, host: &FakeHost) -> String {
+    run(spec, host).expect_err("must fail").to_string()
+}
+
+fn mount<'a>(spec: &'a Value, dest: &str) -> Option<&'a Value> {
+    spec["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == dest)
+}
+
+fn ns_types(spec: &Value) -> Vec<String> {
+    spec["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap().to_string()).collect()
+}
+
+fn rules(f: &Filled) -> Vec<&'static str> {
+    f.applied.iter().map(|a| a.rule).collect()
+}
+
+// ---- §0.4 producers and policy ----
+
+#[test]
+fn policy_per_producer() {
+    let h = FakeHost::default();
+    let f = run(fixture("ctr_default"), &h).unwrap();
+    assert_eq!((f.origin, f.policy), (Origin::Ctr, Policy::Fill));
+    let f = run(fixture("nerdctl_default"), &h).unwrap();
+    assert_eq!((f.origin, f.policy), (Origin::Nerdctl, Policy::Explicit));
+    assert_eq!(f.spec, fixture("nerdctl_default"), "explicit without annotations is a no-op");
+    assert!(f.applied.is_empty());
+    let f = run(fixture("cri_container"), &h).unwrap();
+    assert_eq!((f.origin, f.policy), (Origin::Cri { sandbox: false }, Policy::Explicit));
+    assert_eq!(f.spec, fixture("cri_container"));
+    let f = fill(fixture("ctr_default"), &Inputs { id: ID, namespace: "moby", config: &DaemonConfig::default() }, &h).unwrap();
+    assert_eq!((f.origin, f.policy), (Origin::Moby, Policy::Off));
+    assert_eq!(f.spec, fixture("ctr_default"));
+}
+
+#[test]
+fn cri_sandbox_never_touched_even_with_annotations() {
+    let s = with_ann(fixture("cri_sandbox"), &[("privileged", "true"), ("bogus", "x")]);
+    let f = run(s.clone(), &FakeHost::default()).unwrap();
+    assert_eq!(f.policy, Policy::Off);
+    assert_eq!(f.spec, s);
+}
+
+#[test]
+fn cri_container_unprivileged_annotation_and_per_container_key() {
+    let mut s = fixture("cri_container");
+    s["annotations"]["io.containerd.dockerish/ulimits"] = json!("nofile=100:200");
+    s["annotations"]["io.containerd.dockerish/web.shm-size"] = json!("1m");
+    s["annotations"]["io.containerd.dockerish/db.ulimits"] = json!("nproc=1");
+    let f = run(s, &FakeHost::default()).unwrap();
+    assert_eq!(f.spec["process"]["rlimits"], json!([{"type": "RLIMIT_NOFILE", "hard": 200, "soft": 100}]));
+    // CRI's /dev/shm is a bind from the sandbox: shm-size has no base tmpfs to resize (IPC-8).
+    assert_eq!(mount(&f.spec, "/dev/shm").unwrap()["type"], "bind");
+    let mut s = fixture("cri_container");
+    s["annotations"]["io.containerd.dockerish/cap-add"] = json!("SYS_ADMIN");
+    assert!(err(s, &FakeHost::default()).contains("raises privileges; not allowed for cri containers"));
+}
+
+#[test]
+fn policy_annotation_only_when_allowed() {
+    let mut cfg = DaemonConfig::default();
+    cfg.allow_policy_annotation = true;
+    let f = run_cfg(with_ann(fixture("ctr_default"), &[("policy", "off")]), &cfg, &FakeHost::default()).unwrap();
+    assert_eq!(f.policy, Policy::Off);
+    assert!(f.applied.is_empty());
+    let e = err(with_ann(fixture("ctr_default"), &[("policy", "off")]), &FakeHost::default());
+    assert!(e.contains("allow-policy-annotation"), "{e}");
+}
+
+// ---- table 4.10: the fill checklist for ctr specs ----
+
+#[test]
+fn table_4_10_ctr_fill_checklist() {
+    let f = ctr(&[]);
+    let s = &f.spec;
+    assert_eq!(s["process"]["noNewPrivileges"], false, "NNP-1");
+    assert!(s["process"].get("rlimits").is_none(), "RL-1: no ulimits and no defaults → absent");
+    assert_eq!(s["process"]["oomScoreAdj"], 0, "OOM-1");
+    assert!(s["process"].get("apparmorProfile").is_none(), "AA-1: host has no AppArmor");
+    assert_eq!(s["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO", "SC-1");
+    assert_eq!(s["linux"]["seccomp"]["architectures"][0], "SCMP_ARCH_X86_64");
+    assert_eq!(s["hostname"], "test", "GEN-3");
+    assert!(s["process"]["env"].as_array().unwrap().contains(&json!("HOSTNAME=test")), "GEN-1");
+    assert!(mount(s, "/run").is_none(), "/run dropped");
+    assert_eq!(mount(s, "/sys/fs/cgroup").unwrap()["options"], json!(["ro", "nosuid", "noexec", "nodev"]));
+    assert!(mount(s, "/dev/shm").unwrap()["options"].as_array().unwrap().contains(&json!("size=67108864")), "IPC-2");
+    assert!(!mount(s, "/dev/shm").unwrap()["options"].as_array().unwrap().contains(&json!("size=65536k")));
+    assert_eq!(s["linux"]["maskedPaths"].as_array().unwrap().len(), 12, "MP-1");
+    assert!(s["linux"]["maskedPaths"].as_array().unwrap().contains(&json!("/proc/interrupts")));
+    assert_eq!(s["linux"]["readonlyPaths"].as_array().unwrap().len(), 5);
+    let dev = s["linux"]["resources"]["devices"].as_array().unwrap();
+    assert_eq!(dev.len(), 8, "DV-1");
+    assert_eq!(dev[7], json!({"allow": false, "type": "c", "major": 10, "minor": 229, "access": "rwm"}));
+    assert_eq!(s["linux"]["sysctl"], json!({"net.ipv4.ping_group_range": "0 2147483647", "net.ipv4.ip_unprivileged_port_start": "0"}), "SY-1");
+    assert_eq!(s["linux"]["cgroupsPath"], "/docker/test", "CG-1");
+    assert_eq!(s["linux"]["resources"]["memory"], json!({"disableOOMKiller": false}), "CG-4 on cgroup v1");
+    assert_eq!(s["linux"]["resources"]["blockIO"], json!({}), "CG-6");
+    // NS-6: v1 → cgroupns host; NS-7: runc 1.1 lacks the time namespace.
+    assert_eq!(ns_types(s), vec!["pid", "ipc", "uts", "mount", "network"]);
+    assert!(!f.systemd_cgroup);
+    assert!(f.actions.is_empty());
+}
+
+#[test]
+fn fill_is_idempotent_on_every_fixture() {
+    let h = FakeHost::default();
+    let anns: &[&[(&str, &str)]] = &[
+        &[],
+        &[("ipc", "shareable"), ("tmpfs", "[\"/tmp:size=1m\",\"/run:exec\"]"), ("ulimits", "nofile=10:20"), ("cap-add", "NET_ADMIN"), ("devices", "/dev/fuse"), ("device-cgroup-rules", "c 42:* rwm"), ("user", "app"), ("group-add", "audio"), ("init", "true"), ("read-only", "true")],
+        &[("privileged", "true"), ("sysctls", "{\"net.core.somaxconn\":\"1024\"}"), ("memory", "64m"), ("cpus", "1.5"), ("pids-limit", "100"), ("oom-score-adj", "-5")],
+    ];
+    let mut h2 = h.clone();
+    h2.devices.push(FakeHost::chardev("/dev/fuse", 10, 229));
+    h2.devices.push(FakeHost::chardev("/dev/kmsg", 1, 11));
+    h2.rootfs.insert("/etc/passwd".into(), b"root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/:/bin/sh\n".to_vec());
+    h2.rootfs.insert("/etc/group".into(), b"root:x:0:\naudio:x:29:app\napp:x:1000:\n".to_vec());
+    h2.paths.insert("/usr/bin/docker-init".into());
+    for fx in ["ctr_default", "ctr_privileged", "nerdctl_default", "cri_container"] {
+        for a in anns {
+            if fx == "cri_container" && !a.is_empty() {
+                continue;
+            }
+            let once = run(with_ann(fixture(fx), a), &h2).unwrap_or_else(|e| panic!("{fx} {a:?}: {e}"));
+            let twice = run(once.spec.clone(), &h2).unwrap_or_else(|e| panic!("{fx} {a:?} (2nd): {e}"));
+            assert_eq!(once.spec, twice.spec, "{fx} {a:?} not idempotent; second pass applied {:?}", twice.applied);
+            assert_eq!(once.actions, twice.actions, "{fx} {a:?}");
+        }
+    }
+}
+
+// ---- CG ----
+
+#[test]
+fn cg_1_systemd_parent_from_config() {
+    let mut cfg = DaemonConfig::from_json(r#"{"exec-opts":["native.cgroupdriver=systemd"],"cgroup-parent":"machine.slice"}"#).unwrap();
+    let f = run_cfg(fixture("ctr_default"), &cfg, &FakeHost::default()).unwrap();
+    assert_eq!(f.spec["linux"]["cgroupsPath"], "machine.slice:docker:test");
+    assert!(f.systemd_cgroup);
+    cfg.cgroup_parent.clear();
+    cfg.cgroup_scope_prefix = "dockerish".into();
+    let f = run_cfg(fixture("ctr_default"), &cfg, &FakeHost::default()).unwrap();
+    assert_eq!(f.spec["linux"]["cgroupsPath"], "system.slice:dockerish:test");
+}
+
+#[test]
+fn cg_1_cgroupfs_parent_from_annotation_and_cleaning() {
+    let cases = [("/mygroup", "/mygroup/test"), ("a/../b/", "b/test"), ("/x/", "/x/test")];
+    for (parent, want) in cases {
+        let f = ctr(&[("cgroup-parent", parent)]);
+        assert_eq!(f.spec["linux"]["cgroupsPath"], want, "{parent}");
+    }
+    // explicit mode: nerdctl's path is kept unless asked
+    let f = run(with_ann(fixture("nerdctl_default"), &[("cgroup-parent", "/web")]), &FakeHost::default()).unwrap();
+    assert!(f.spec["linux"]["cgroupsPath"].as_str().unwrap().starts_with("/web/"));
+}
+
+#[test]
+fn cg_2_auto_systemd_on_v2_with_systemd() {
+    let mut h = FakeHost::default();
+    h.cgroup_v2 = true;
+    h.paths.insert("/run/systemd/system".into());
+    let f = run(fixture("ctr_default"), &h).unwrap();
+    assert_eq!(f.spec["linux"]["cgroupsPath"], "system.slice:docker:test");
+    assert!(f.systemd_cgroup);
+    // NS-6: v2 → private cgroupns; CG-7: no disableOOMKiller on v2
+    assert!(ns_types(&f.spec).contains(&"cgroup".to_string()));
+    assert!(f.spec["linux"]["resources"].get("memory").is_none());
+}
+
+#[test]
+fn cg_2_systemd_cgroup_inferred_from_path_for_nerdctl() {
+    let mut s = fixture("nerdctl_default");
+    s["linux"]["cgroupsPath"] = json!("system.slice:nerdctl:abc");
+    let f = run(s, &FakeHost::default()).unwrap();
+    assert!(f.systemd_cgroup);
+    let mut cfg = DaemonConfig::default();
+    cfg.systemd_cgroup = SystemdCgroup::Off;
+    let mut s = fixture("nerdctl_default");
+    s["linux"]["cgroupsPath"] = json!("system.slice:nerdctl:abc");
+    assert!(!run_cfg(s, &cfg, &FakeHost::default()).unwrap().systemd_cgroup);
+}
+
+#[test]
+fn cg_3_systemd_parent_must_be_a_slice() {
+    let cfg = DaemonConfig::from_json(r#"{"exec-opts":["native.cgroupdriver=systemd"]}"#).unwrap();
+    let e = run_cfg(with_ann(fixture("ctr_default"), &[("cgroup-parent", "foo")]), &cfg, &FakeHost::default()).unwrap_err().to_string();
+    assert_eq!(e, "annotation \"io.containerd.dockerish/cgroup-parent\": cgroup-parent for systemd cgroup should be a valid slice named as \"xxx.slice\"");
+}
+
+#[test]
+fn cg_4_memory_rules() {
+    let f = ctr(&[("memory", "64m")]);
+    assert_eq!(f.spec["linux"]["resources"]["memory"], json!({"limit": 67108864, "swap": 134217728, "disableOOMKiller": false}));
+    let f = ctr(&[("memory", "64m"), ("memory-swap", "-1"), ("memory-swappiness", "10"), ("memory-reservation", "32m")]);
+    assert_eq!(f.spec["linux"]["resources"]["memory"], json!({"limit": 67108864, "reservation": 33554432, "swap": -1, "swappiness": 10, "disableOOMKiller": false}));
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("memory", "1m")], "Minimum memory limit allowed is 6MB"),
+        (&[("memory-swap", "1g")], "You should always set the Memory limit when using Memoryswap limit, see usage"),
+        (&[("memory", "1g"), ("memory-swap", "512m")], "Minimum memoryswap limit should be larger than memory limit, see usage"),
+        (&[("memory-reservation", "1m")], "Minimum memory reservation allowed is 6MB"),
+        (&[("memory", "64m"), ("memory-reservation", "128m")], "Minimum memory limit can not be less than memory reservation limit, see usage"),
+        (&[("memory-swappiness", "101")], "invalid value: 101. Valid memory swappiness range is 0-100"),
+    ];
+    for (a, want) in cases {
+        let e = err(with_ann(fixture("ctr_default"), a), &FakeHost::default());
+        assert!(e.ends_with(want), "{a:?}: {e}");
+    }
+}
+
+#[test]
+fn cg_5_cpu_rules_and_cpu_1_nano_cpus() {
+    let f = ctr(&[("cpus", "1.5"), ("cpu-shares", "512"), ("cpuset-cpus", "0-1")]);
+    assert_eq!(f.spec["linux"]["resources"]["cpu"], json!({"period": 100000, "quota": 150000, "shares": 512, "cpus": "0-1"}));
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("cpus", "1"), ("cpu-period", "50000")], "Conflicting options: Nano CPUs and CPU Period cannot both be set"),
+        (&[("cpus", "1"), ("cpu-quota", "50000")], "Conflicting options: Nano CPUs and CPU Quota cannot both be set"),
+        (&[("cpus", "3")], "range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available"),
+        (&[("cpu-period", "10")], "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)"),
+        (&[("cpu-quota", "10")], "CPU cfs quota can not be less than 1ms (i.e. 1000)"),
+        (&[("cpu-shares", "-1")], "invalid CPU shares (-1): value must be a positive integer"),
+        (&[("cpuset-cpus", "0-7")], "Requested CPUs are not available - requested 0-7, available: 0-1"),
+        (&[("cpuset-mems", "x")], "Invalid value x for cpuset mems: invalid format: x"),
+        (&[("cpu-rt-period", "1000"), ("cpu-rt-runtime", "2000")], "cpu real-time runtime cannot be higher than cpu real-time period"),
+        (&[("blkio-weight", "5")], "Range of blkio weight is from 10 to 1000"),
+    ];
+    for (a, want) in cases {
+        let e = err(with_ann(fixture("ctr_default"), a), &FakeHost::default());
+        assert!(e.ends_with(want), "{a:?}: {e}");
+    }
+}
+
+#[test]
+fn pid_1_pids_limit() {
+    assert_eq!(ctr(&[("pids-limit", "100")]).spec["linux"]["resources"]["pids"], json!({"limit": 100}));
+    assert!(ctr(&[("pids-limit", "0")]).spec["linux"]["resources"].get("pids").is_none());
+}
+
+#[test]
+fn cg_9_resources_merged_not_replaced_in_explicit_mode() {
+    let mut s = fixture("nerdctl_default");
+    s["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 1}]);
+    s["linux"]["resources"]["memory"] = json!({"limit": 1073741824, "swap": 1073741824});
+    let f = run(with_ann(s, &[("memory-swappiness", "0")]), &FakeHost::default()).unwrap();
+    assert_eq!(f.spec["linux"]["resources"]["memory"], json!({"limit": 1073741824, "swap": 1073741824, "swappiness": 0}));
+    assert!(f.spec["linux"]["resources"].get("hugepageLimits").is_some());
+}
+
+// ---- DV ----
+
+#[test]
+fn dv_3_device_mapping_and_errors() {
+    let mut h = FakeHost::default();
+    h.devices.push(FakeHost::chardev("/dev/fuse", 10, 229));
+    h.devices.push(FakeHost::chardev("/dev/snd/timer", 116, 33));
+    h.devices.push(FakeHost::chardev("/dev/snd/seq", 116, 1));
+    let f = run(with_ann(fixture("ctr_default"), &[("devices", "[\"/dev/fuse:/dev/f:rw\",\"/dev/snd:/dev/sound\"]")]), &h).unwrap();
+    let devs = f.spec["linux"]["devices"].as_array().unwrap();
+    assert_eq!(devs[0]["path"], "/dev/f");
+    assert_eq!(devs.len(), 3);
+    assert!(devs.iter().any(|d| d["path"] == "/dev/sound/timer"));
+    let rules = f.spec["linux"]["resources"]["devices"].as_array().unwrap();
+    assert!(rules.contains(&json!({"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"})));
+    let e = err(with_ann(fixture("ctr_default"), &[("devices", "/dev/nope")]), &h);
+    assert_eq!(e, "annotation \"io.containerd.dockerish/devices\": error gathering device information while adding custom device \"/dev/nope\": lstat /dev/nope: no such file or directory");
+    h.paths.insert("/etc".into());
+    let e = err(with_ann(fixture("ctr_default"), &[("devices", "/etc")]), &h);
+    assert!(e.ends_with("custom device \"/etc\": not a device node"), "{e}");
+}
+
+#[test]
+fn dv_5_cgroup_rules_ignored_when_privileged() {
+    let f = ctr(&[("device-cgroup-rules", "[\"c 42:* rmw\",\"b *:* m\"]")]);
+    let rules = f.spec["linux"]["resources"]["devices"].as_array().unwrap();
+    assert!(rules.contains(&json!({"allow": true, "type": "c", "major": 42, "minor": -1, "access": "rmw"})));
+    assert_eq!(rules.len(), 10);
+    let f = ctr(&[("device-cgroup-rules", "c 42:* rmw"), ("privileged", "true")]);
+    let rules = f.spec["linux"]["resources"]["devices"].as_array().unwrap();
+    assert!(!rules.iter().any(|r| r["major"] == 42));
+}
+
+#[test]
+fn dv_6_and_pv_1_privileged_annotation() {
+    let mut h = FakeHost::default();
+    h.devices.push(FakeHost::chardev("/dev/kmsg", 1, 11));
+    let f = run(with_ann(fixture("ctr_default"), &[("privileged", "true")]), &h).unwrap();
+    let s = &f.spec;
+    assert_eq!(s["process"]["capabilities"]["bounding"].as_array().unwrap().len(), 41, "CP-3 all caps");
+    assert!(s["linux"]["devices"].as_array().unwrap().iter().any(|d| d["path"] == "/dev/kmsg"));
+    assert_eq!(s["linux"]["resources"]["devices"].as_array().unwrap().last().unwrap(), &json!({"allow": true, "access": "rwm"}));
+    assert!(s["linux"].get("seccomp").is_none(), "SC-1 privileged → none");
+    assert!(s["linux"].get("maskedPaths").is_none() && s["linux"].get("readonlyPaths").is_none(), "MP-4");
+    assert_eq!(mount(s, "/sys").unwrap()["options"], json!(["nosuid", "noexec", "nodev"]));
+    assert_eq!(mount(s, "/sys/fs/cgroup").unwrap()["options"], json!(["nosuid", "noexec", "nodev"]), "MT-11");
+    assert_eq!(s["process"]["noNewPrivileges"], false, "PV-2: NNP follows the daemon default");
+}
+
+#[test]
+fn pv_1_ctr_privileged_spec_stays_privileged() {
+    let f = run(fixture("ctr_privileged"), &FakeHost::default()).unwrap();
+    let s = &f.spec;
+    assert!(s["linux"].get("maskedPaths").is_none(), "not re-masked");
+    assert!(s["linux"].get("seccomp").is_none());
+    assert!(s["linux"]["resources"]["devices"].as_array().unwrap().contains(&json!({"allow": true, "access": "rwm"})));
+    assert_eq!(s["process"]["capabilities"]["bounding"].as_array().unwrap().len(), 41);
+}
+
+#[test]
+fn mp_2_explicit_lists_after_privileged_and_mp_3_systempaths() {
+    let f = ctr(&[("privileged", "true"), ("masked-paths", "[\"/proc/kcore\"]")]);
+    assert_eq!(f.spec["linux"]["maskedPaths"], json!(["/proc/kcore"]));
+    assert!(f.spec["linux"].get("readonlyPaths").is_none());
+    let f = ctr(&[("security-opt", "systempaths=unconfined")]);
+    assert_eq!((f.spec["linux"]["maskedPaths"].clone(), f.spec["linux"]["readonlyPaths"].clone()), (json!([]), json!([])));
+    let mut s = fixture("cri_container");
+    s["annotations"]["io.containerd.dockerish/masked-paths"] = json!("/x");
+    let mut cfg = DaemonConfig::default();
+    cfg.annotation_policy.insert("cri".into(), AnnotationPolicy::All);
+    let e = run_cfg(s, &cfg, &FakeHost::default()).unwrap_err().to_string();
+    assert!(e.contains("not supported for CRI containers"), "{e}");
+}
+
+#[test]
+fn mp_1_thermal_throttle_paths() {
+    let mut h = FakeHost::default();
+    h.paths.insert("/sys/devices/system/cpu/cpu1/thermal_throttle".into());
+    let f = run(fixture("ctr_default"), &h).unwrap();
+    let m = f.spec["linux"]["maskedPaths"].as_array().unwrap();
+    assert_eq!(m.last().unwrap(), "/sys/devices/system/cpu/cpu1/thermal_throttle");
+    assert_eq!(m.len(), 13);
+}
+
+// ---- RL ----
+
+#[test]
+fn rl_1_fill_replaces_explicit_merges() {
+    let mut cfg = DaemonConfig::from_json(r#"{"default-ulimits":{"nproc":{"Name":"nproc","Soft":100,"Hard":200},"nofile":{"Name":"nofile","Soft":1,"Hard":2}}}"#).unwrap();
+    let f = run_cfg(with_ann(fixture("ctr_default"), &[("ulimits", "nofile=10:20")]), &cfg, &FakeHost::default()).unwrap();
+    let r = f.spec["process"]["rlimits"].as_array().unwrap();
+    assert_eq!(r.len(), 2);
+    assert!(r.contains(&json!({"type": "RLIMIT_NOFILE", "hard": 20, "soft": 10})));
+    assert!(r.contains(&json!({"type": "RLIMIT_NPROC", "hard": 200, "soft": 100})));
+    cfg.default_ulimits.clear();
+    let mut s = fixture("nerdctl_default");
+    s["process"]["rlimits"] = json!([{"type": "RLIMIT_NPROC", "hard": 5, "soft": 5}]);
+    let f = run_cfg(with_ann(s, &[("ulimits", "[\"core=-1\"]")]), &cfg, &FakeHost::default()).unwrap();
+    assert_eq!(f.spec["process"]["rlimits"], json!([{"type": "RLIMIT_NPROC", "hard": 5, "soft": 5}, {"type": "RLIMIT_CORE", "hard": u64::MAX, "soft": u64::MAX}]));
+}
+
+// ---- US ----
+
+#[test]
+fn us_1_us_2_us_3_user_resolution() {
+    let mut h = FakeHost::default();
+    h.rootfs.insert("/etc/passwd".into(), b"root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/:/bin/sh\n".to_vec());
+    h.rootfs.insert("/etc/group".into(), b"root:x:0:\nwheel:x:10:app\naudio:x:29:\napp:x:1000:\n".to_vec());
+    let f = run(with_ann(fixture("ctr_default"), &[("user", "app"), ("group-add", "[\"audio\",\"4000\"]")]), &h).unwrap();
+    assert_eq!(f.spec["process"]["user"], json!({"uid": 1000, "gid": 1000, "additionalGids": [1000, 10, 29, 4000]}));
+    let e = err(with_ann(fixture("ctr_default"), &[("user", "ghost")]), &h);
+    assert_eq!(e, "annotation \"io.containerd.dockerish/user\": unable to find user ghost: no matching entries in passwd file");
+    let e = err(with_ann(fixture("ctr_default"), &[("group-add", "nogroup")]), &h);
+    assert!(e.ends_with("unable to find group nogroup: no matching entries in group file"));
+    // no passwd in the rootfs: numeric IDs still work
+    let f = run(with_ann(fixture("ctr_default"), &[("user", "5:6")]), &FakeHost::default()).unwrap();
+    assert_eq!(f.spec["process"]["user"], json!({"uid": 5, "gid": 6, "additionalGids": [6]}));
+}
+
+// ---- NS ----
+
+fn donor(id: &str, running: bool, shm: Option<&str>) -> SiblingTask {
+    SiblingTask { id: id.into(), pid: if running { 4321 } else { 0 }, running, sandbox_id: None, shm_path: shm.map(str::to_string) }
+}
+
+#[test]
+fn ns_2_network_modes_for_ctr() {
+    let mut h = FakeHost::default();
+    h.siblings.push(donor("db", true, None));
+    let f = run(with_ann(fixture("ctr_default"), &[("network", "host")]), &h).unwrap();
+    assert!(!ns_types(&f.spec).contains(&"network".into()));
+    assert!(f.spec.get("hostname").is_none(), "GEN-3: host network keeps the host name");
+    assert!(f.spec["linux"]["sysctl"].get("net.ipv4.ping_group_range").is_none(), "SY-1 only for private netns");
+    let f = run(with_ann(fixture("ctr_default"), &[("network", "container:db")]), &h).unwrap();
+    let n = f.spec["linux"]["namespaces"].as_array().unwrap().iter().find(|n| n["type"] == "network").unwrap().clone();
+    assert_eq!(n["path"], "/proc/4321/ns/network");
+    let e = err(with_ann(fixture("ctr_default"), &[("network", "container:nope")]), &h);
+    assert!(e.ends_with("joining network namespace of container: No such container: nope"), "{e}");
+    let e = err(with_ann(fixture("nerdctl_default"), &[("network", "host")]), &h);
+    assert!(e.contains("not supported for nerdctl containers"), "{e}");
+}
+
+#[test]
+fn ns_3_ipc_join_requires_shareable_donor() {
+    let mut h = FakeHost::default();
+    h.siblings.push(donor("shared1", true, Some("/run/b/shared1/shm")));
+    h.siblings.push(donor("private1", true, None));
+    h.siblings.push(donor("stopped1", false, Some("/x")));
+    let f = run(with_ann(fixture("ctr_default"), &[("ipc", "container:shared1")]), &h).unwrap();
+    assert_eq!(mount(&f.spec, "/dev/shm").unwrap()["source"], "/run/b/shared1/shm");
+    assert!(f.spec["linux"]["namespaces"].as_array().unwrap().contains(&json!({"type": "ipc", "path": "/proc/4321/ns/ipc"})));
+    let e = err(with_ann(fixture("ctr_default"), &[("ipc", "container:private1")]), &h);
+    assert!(e.ends_with("failed to join IPC namespace: container private1: non-shareable IPC (hint: use IpcMode:shareable for the donor container)"), "{e}");
+    let e = err(with_ann(fixture("ctr_default"), &[("ipc", "container:stopped1")]), &h);
+    assert!(e.ends_with("failed to join IPC namespace: container stopped1 is not running"), "{e}");
+    let e = err(with_ann(fixture("ctr_default"), &[("ipc", "container:test")]), &{
+        let mut h = h.clone();
+        h.siblings.push(donor("test", true, Some("/x")));
+        h
+    });
+    assert!(e.ends_with("cannot join own IPC namespace"), "{e}");
+}
+
+#[test]
+fn ns_4_pid_modes_and_ns_10_prefix() {
+    let mut h = FakeHost::default();
+    h.siblings.push(donor("abc123", true, None));
+    h.siblings.push(donor("abc456", true, None));
+    let f = run(with_ann(fixture("ctr_default"), &[("pid", "container:abc1")]), &h).unwrap();
+    assert!(f.spec["linux"]["namespaces"].as_array().unwrap().contains(&json!({"type": "pid", "path": "/proc/4321/ns/pid"})));
+    let e = err(with_ann(fixture("ctr_default"), &[("pid", "container:abc")]), &h);
+    assert!(e.ends_with("multiple IDs found with provided prefix: abc"), "{e}");
+    let f = run(with_ann(fixture("ctr_default"), &[("pid", "host")]), &h).unwrap();
+    assert!(!ns_types(&f.spec).contains(&"pid".into()));
+}
+
+#[test]
+fn ns_10_cri_joins_stay_in_the_sandbox() {
+    let mut h = FakeHost::default();
+    let mut t = donor("other", true, Some("/x"));
+    t.sandbox_id = Some("different-pod".into());
+    h.siblings.push(t);
+    let mut cfg = DaemonConfig::default();
+    cfg.annotation_policy.insert("cri".into(), AnnotationPolicy::All);
+    let mut s = fixture("cri_container");
+    s["annotations"]["io.containerd.dockerish/pid"] = json!("container:other");
+    let e = run_cfg(s, &cfg, &h).unwrap_err().to_string();
+    assert!(e.ends_with("No such container: other"), "{e}");
+}
+
+#[test]
+fn ns_5_uts_host_and_conflict() {
+    let mut s = fixture("ctr_default");
+    s["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}]);
+    let f = run(with_ann(s.clone(), &[("uts", "host")]), &FakeHost::default()).unwrap();
+    assert!(!ns_types(&f.spec).contains(&"uts".into()));
+    assert!(f.spec.get("hostname").is_none());
+    s["hostname"] = json!("box");
+    let e = err(with_ann(s, &[("uts", "host")]), &FakeHost::default());
+    assert!(e.ends_with("conflicting options: hostname and the UTS mode"));
+}
+
+#[test]
+fn ns_6_cgroupns_default_and_explicit() {
+    let f = ctr(&[("cgroupns", "private")]);
+    assert!(ns_types(&f.spec).contains(&"cgroup".into()));
+    let cfg = DaemonConfig::from_json(r#"{"default-cgroupns-mode":"private"}"#).unwrap();
+    let f = run_cfg(fixture("ctr_default"), &cfg, &FakeHost::default()).unwrap();
+    assert!(ns_types(&f.spec).contains(&"cgroup".into()));
+    // privileged on v1 → host even with a private default
+    let f = run_cfg(with_ann(fixture("ctr_default"), &[("privileged", "true")]), &cfg, &FakeHost::default()).unwrap();
+    assert!(!ns_types(&f.spec).contains(&"cgroup".into()));
+}
+
+#[test]
+fn ns_7_time_namespace_gated_on_runc_features() {
+    let mut h = FakeHost::default();
+    assert!(!ns_types(&run(fixture("ctr_default"), &h).unwrap().spec).contains(&"time".into()));
+    h.runc_features = Some(json!({"linux": {"namespaces": ["time", "pid"]}}));
+    assert!(ns_types(&run(fixture("ctr_default"), &h).unwrap().spec).contains(&"time".into()));
+    let cfg = DaemonConfig::from_json(r#"{"features":{"time-namespaces":false}}"#).unwrap();
+    assert!(!ns_types(&run_cfg(fixture("ctr_default"), &cfg, &h).unwrap().spec).contains(&"time".into()));
+    h.paths.remove("/proc/self/ns/time");
+    assert!(!ns_types(&run(fixture("ctr_default"), &h).unwrap().spec).contains(&"time".into()));
+}
+
+#[test]
+fn ns_1_userns_remap_and_ns_11_conflicts() {
+    let mut h = FakeHost::default();
+    h.host_files.insert("/etc/passwd".into(), "root:x:0:0::/:/bin/sh\ndockremap:x:999:999::/:/bin/false\n".into());
+    h.host_files.insert("/etc/group".into(), "root:x:0:\ndockremap:x:999:\n".into());
+    h.host_files.insert("/etc/subuid".into(), "dockremap:100000:65536\n999:300000:10\n".into());
+    h.host_files.insert("/etc/subgid".into(), "dockremap:200000:65536\n".into());
+    let cfg = DaemonConfig::from_json(r#"{"userns-remap":"default"}"#).unwrap();
+    let f = run_cfg(fixture("ctr_default"), &cfg, &h).unwrap();
+    assert!(ns_types(&f.spec).contains(&"user".into()));
+    assert_eq!(f.spec["linux"]["uidMappings"], json!([{"containerID": 0, "hostID": 100000, "size": 65536}, {"containerID": 65536, "hostID": 300000, "size": 10}]));
+    assert!(f.spec["linux"]["sysctl"].get("net.ipv4.ping_group_range").is_none(), "SY-1 no ping with userns");
+    assert!(!mount(&f.spec, "/sys/fs/cgroup").unwrap()["options"].as_array().unwrap().contains(&json!("ro")), "MT-11");
+    let e = run_cfg(with_ann(fixture("ctr_default"), &[("privileged", "true")]), &cfg, &h).unwrap_err().to_string();
+    assert!(e.ends_with("privileged mode is incompatible with user namespaces.  You must run the container in the host namespace when running privileged mode"));
+    let e = run_cfg(with_ann(fixture("ctr_default"), &[("pid", "host")]), &cfg, &h).unwrap_err().to_string();
+    assert!(e.ends_with("cannot share the host PID namespace when user namespaces are enabled"));
+    let f = run_cfg(with_ann(fixture("ctr_default"), &[("userns", "host")]), &cfg, &h).unwrap();
+    assert!(!ns_types(&f.spec).contains(&"user".into()));
+}
+
+// ---- CP / SC ----
+
+#[test]
+fn cp_3_tweak_from_docker_defaults_in_fill_and_from_spec_in_explicit() {
+    let f = ctr(&[("cap-add", "[\"NET_ADMIN\"]"), ("cap-drop", "[\"MKNOD\"]")]);
+    let b = f.spec["process"]["capabilities"]["bounding"].as_array().unwrap();
+    assert_eq!(b.len(), 14);
+    assert_eq!(b.last().unwrap(), "CAP_NET_ADMIN");
+    assert!(!b.contains(&json!("CAP_MKNOD")));
+    assert_eq!(f.spec["process"]["capabilities"]["effective"], f.spec["process"]["capabilities"]["bounding"]);
+    let f = ctr(&[("cap-drop", "ALL"), ("cap-add", "CHOWN")]);
+    assert_eq!(f.spec["process"]["capabilities"]["bounding"], json!(["CAP_CHOWN"]));
+    let mut h = FakeHost::default();
+    h.caps.retain(|c| c != "CAP_BPF");
+    let e = err(with_ann(fixture("ctr_default"), &[("cap-add", "BPF")]), &h);
+    assert!(e.ends_with("invalid CapAdd: capability not supported by your kernel or not available in the current environment: \"CAP_BPF\""), "{e}");
+    // explicit mode: from the producer's set, no duplicates
+    let f = run(with_ann(fixture("nerdctl_default"), &[("cap-add", "CHOWN")]), &FakeHost::default()).unwrap();
+    assert_eq!(f.spec["process"]["capabilities"]["bounding"].as_array().unwrap().len(), 14);
+}
+
+#[test]
+fn sc_1_profile_choice() {
+    // seccomp after capabilities: CAP_SYS_ADMIN unlocks mount
+    let f = ctr(&[("cap-add", "SYS_ADMIN")]);
+    let names: Vec<&Value> = f.spec["linux"]["seccomp"]["syscalls"].as_array().unwrap().iter().flat_map(|s| s["names"].as_array().unwrap()).collect();
+    assert!(names.contains(&&json!("mount")));
+    assert!(ctr(&[("security-opt", "seccomp=unconfined")]).spec["linux"].get("seccomp").is_none());
+    let f = ctr(&[("privileged", "true"), ("security-opt", "seccomp=builtin")]);
+    assert!(f.spec["linux"].get("seccomp").is_some(), "SC-1 step 2: builtin = default (documented divergence)");
+    let f = ctr(&[("security-opt", "[\"seccomp={\\\"defaultAction\\\":\\\"SCMP_ACT_LOG\\\"}\"]")]);
+    assert_eq!(f.spec["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_LOG");
+    let cfg = DaemonConfig::from_json(r#"{"seccomp-profile":"unconfined"}"#).unwrap();
+    assert!(run_cfg(fixture("ctr_default"), &cfg, &FakeHost::default()).unwrap().spec["linux"].get("seccomp").is_none());
+    let mut h = FakeHost::default();
+    h.host_files.insert("/etc/containerd-shim-dockerish/seccomp/log.json".into(), "{\"defaultAction\":\"SCMP_ACT_LOG\"}".into());
+    let f = run(with_ann(fixture("ctr_default"), &[("security-opt", "seccomp=file:log.json")]), &h).unwrap();
+    assert_eq!(f.spec["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_LOG");
+    let e = err(with_ann(fixture("ctr_default"), &[("security-opt", "seccomp=file:../../etc/shadow")]), &h);
+    assert!(e.contains("must be a file name under seccomp-profile-root"), "{e}");
+    let e = err(with_ann(fixture("ctr_default"), &[("security-opt", "seccomp={bad")]), &h);
+    assert!(e.contains("Decoding seccomp profile failed"), "{e}");
+    // explicit mode keeps nerdctl's own profile unless asked
+    let f = run(fixture("nerdctl_default"), &FakeHost::default()).unwrap();
+    assert_eq!(f.spec["linux"]["seccomp"], fixture("nerdctl_default")["linux"]["seccomp"]);
+}
+
+// ---- MT / IPC / RO ----
+
+#[test]
+fn mt_4_tmpfs_replaces_default_and_mt_12_duplicates() {
+    let f = ctr(&[("tmpfs", "[\"/run:exec,size=1g\",\"/tmp\"]")]);
+    assert_eq!(mount(&f.spec, "/run").unwrap(), &json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "rprivate", "exec", "size=1g"]}));
+    let e = err(with_ann(fixture("nerdctl_default"), &[("tmpfs", "/etc/hosts")]), &FakeHost::default());
+    assert!(e.ends_with("Duplicate mount point: /etc/hosts"), "{e}");
+    // MT-2: a /dev tmpfs drops the base mounts under /dev/
+    let f = ctr(&[("tmpfs", "/dev")]);
+    assert!(mount(&f.spec, "/dev/pts").is_none() && mount(&f.spec, "/dev/shm").is_none());
+}
+
+#[test]
+fn mt_3_user_mounts_sorted_by_depth() {
+    let f = ctr(&[("tmpfs", "[\"/a/b/c\",\"/a\",\"/x/y\"]")]);
+    let dests: Vec<&str> = f.spec["mounts"].as_array().unwrap().iter().map(|m| m["destination"].as_str().unwrap()).collect();
+    let pos = |d: &str| dests.iter().position(|x| *x == d).unwrap();
+    assert!(pos("/a") < pos("/x/y") && pos("/x/y") < pos("/a/b/c"));
+}
+
+#[test]
+fn mt_7_propagation_checks_source_mount() {
+    let bind = |src: &str, prop: &str| {
+        let mut s = fixture("ctr_default");
+        s["mounts"].as_array_mut().unwrap().push(json!({"destination": "/data", "type": "bind", "source": src, "options": ["rbind", prop]}));
+        s
+    };
+    let h = FakeHost::default();
+    let f = run(bind("/var/lib/x", "rshared"), &h).unwrap();
+    assert_eq!(f.spec["linux"]["rootfsPropagation"], "shared");
+    let f = run(bind("/srv/slave/d", "rslave"), &h).unwrap();
+    assert_eq!(f.spec["linux"]["rootfsPropagation"], "rslave");
+    assert_eq!(err(bind("/srv/private/d", "rshared"), &h), "path /srv/private/d is mounted on /srv/private but it is not a shared mount");
+    assert_eq!(err(bind("/srv/private/d", "rslave"), &h), "path /srv/private/d is mounted on /srv/private but it is not a shared or slave mount");
+    assert_eq!(err(bind("/srv/slave/d", "shared"), &h), "path /srv/slave/d is mounted on /srv/slave but it is not a shared mount");
+    // symlinks are resolved before the lookup
+    let mut h2 = h.clone();
+    h2.links.insert("/link".into(), "/srv/private/d".into());
+    assert!(err(bind("/link", "rshared"), &h2).starts_with("path /link is mounted on /srv/private"));
+    assert!(run(bind("/srv/private/d", "rprivate"), &h).is_ok());
+}
+
+#[test]
+fn mt_8_rro_when_kernel_and_runc_support_it() {
+    let mut s = fixture("ctr_default");
+    s["mounts"].as_array_mut().unwrap().push(json!({"destination": "/data", "type": "bind", "source": "/srv", "options": ["rbind", "ro"]}));
+    let f = run(s.clone(), &FakeHost::default()).unwrap();
+    assert_eq!(mount(&f.spec, "/data").unwrap()["options"], json!(["rbind", "rro"]));
+    let mut h = FakeHost::default();
+    h.kernel = Some((5, 10));
+    assert_eq!(mount(&run(s, &h).unwrap().spec, "/data").unwrap()["options"], json!(["rbind", "ro"]));
+}
+
+#[test]
+fn ipc_4_shareable_creates_action_and_bind() {
+    let f = ctr(&[("ipc", "shareable"), ("shm-size", "1m")]);
+    let dir = "/run/containerd/io.containerd.runtime.v2.task/default/test/shm";
+    assert_eq!(f.actions, vec![HostAction::ShmTmpfs { path: dir.into(), size: 1048576 }]);
+    assert_eq!(mount(&f.spec, "/dev/shm").unwrap(), &json!({"destination": "/dev/shm", "type": "bind", "source": dir, "options": ["rbind", "rprivate"]}));
+    let cfg = DaemonConfig::from_json(r#"{"default-ipc-mode":"shareable","shm-root":"/run/dockerish"}"#).unwrap();
+    let f = run_cfg(fixture("ctr_default"), &cfg, &FakeHost::default()).unwrap();
+    assert_eq!(f.actions, vec![HostAction::ShmTmpfs { path: "/run/dockerish/default/test/shm".into(), size: 67108864 }]);
+}
+
+#[test]
+fn ipc_3_none_ipc_6_host_ipc_8_user_mount_wins() {
+    let f = ctr(&[("ipc", "none")]);
+    assert!(mount(&f.spec, "/dev/shm").is_none());
+    assert!(ns_types(&f.spec).contains(&"ipc".into()));
+    let f = ctr(&[("ipc", "host")]);
+    assert_eq!(mount(&f.spec, "/dev/shm").unwrap()["source"], "/dev/shm");
+    assert!(!ns_types(&f.spec).contains(&"ipc".into()));
+    let mut h = FakeHost::default();
+    h.mountinfo.retain(|m| m.mount_point != "/dev/shm");
+    let e = err(with_ann(fixture("ctr_default"), &[("ipc", "host")]), &h);
+    assert!(e.ends_with("/dev/shm is not mounted, but must be for --ipc=host"));
+    let f = ctr(&[("ipc", "shareable"), ("tmpfs", "/dev/shm:size=2m")]);
+    assert!(f.actions.is_empty());
+    assert_eq!(mount(&f.spec, "/dev/shm").unwrap()["source"], "tmpfs");
+}
+
+#[test]
+fn ipc_2_shm_size_explicit_on_nerdctl() {
+    let f = run(with_ann(fixture("nerdctl_default"), &[("shm-size", "128m")]), &FakeHost::default()).unwrap();
+    let o = mount(&f.spec, "/dev/shm").unwrap()["options"].as_array().unwrap().clone();
+    assert!(o.contains(&json!("size=134217728")) && !o.contains(&json!("size=65536k")));
+}
+
+#[test]
+fn ro_1_read_only_rootfs() {
+    let f = ctr(&[("read-only", "true"), ("tmpfs", "/tmp")]);
+    assert_eq!(f.spec["root"]["readonly"], true);
+    assert!(!mount(&f.spec, "/proc").unwrap()["options"].as_array().unwrap().contains(&json!("ro")));
+    assert!(!mount(&f.spec, "/dev/shm").unwrap()["options"].as_array().unwrap().contains(&json!("ro")));
+    assert!(!mount(&f.spec, "/tmp").unwrap()["options"].as_array().unwrap().contains(&json!("ro")), "user tmpfs keeps its mode");
+    // privileged + read-only: /sys ends rw (PV-1 after RO-1)
+    let f = ctr(&[("read-only", "true"), ("privileged", "true")]);
+    assert!(!mount(&f.spec, "/sys").unwrap()["options"].as_array().unwrap().contains(&json!("ro")));
+}
+
+#[test]
+fn init_1_docker_init() {
+    let mut h = FakeHost::default();
+    h.paths.insert("/usr/libexec/docker/docker-init".into());
+    let f = run(with_ann(fixture("ctr_default"), &[("init", "true")]), &h).unwrap();
+    assert_eq!(f.spec["process"]["args"], json!(["/sbin/docker-init", "--", "sh"]));
+    assert_eq!(mount(&f.spec, "/sbin/docker-init").unwrap()["source"], "/usr/libexec/docker/docker-init");
+    let e = err(with_ann(fixture("ctr_default"), &[("init", "true")]), &FakeHost::default());
+    assert!(e.ends_with("exec: \"docker-init\": executable file not found in $PATH"), "{e}");
+    // host pid → no init
+    let f = run(with_ann(fixture("ctr_default"), &[("init", "true"), ("pid", "host")]), &h).unwrap();
+    assert_eq!(f.spec["process"]["args"], json!(["sh"]));
+}
+
+// ---- AA / OOM / NNP / SY ----
+
+#[test]
+fn aa_1_apparmor_only_when_host_has_it() {
+    let mut h = FakeHost::default();
+    assert!(run(with_ann(fixture("ctr_default"), &[("security-opt", "apparmor=foo")]), &h).unwrap().spec["process"].get("apparmorProfile").is_none());
+    h.apparmor = true;
+    let f = run(fixture("ctr_default"), &h).unwrap();
+    assert!(f.spec["process"].get("apparmorProfile").is_none(), "AA-2 not loaded → not set");
+    assert!(rules(&f).contains(&"AA-2"));
+    h.apparmor_loaded.insert("docker-default".into());
+    assert_eq!(run(fixture("ctr_default"), &h).unwrap().spec["process"]["apparmorProfile"], "docker-default");
+    assert_eq!(run(with_ann(fixture("ctr_default"), &[("privileged", "true")]), &h).unwrap().spec["process"]["apparmorProfile"], "unconfined");
+    assert_eq!(run(with_ann(fixture("ctr_default"), &[("security-opt", "apparmor=custom")]), &h).unwrap().spec["process"]["apparmorProfile"], "custom");
+}
+
+#[test]
+fn oom_1_and_nnp_1() {
+    assert_eq!(ctr(&[("oom-score-adj", "-500")]).spec["process"]["oomScoreAdj"], -500);
+    assert_eq!(ctr(&[("security-opt", "no-new-privileges")]).spec["process"]["noNewPrivileges"], true);
+    let cfg = DaemonConfig::from_json(r#"{"no-new-privileges":true}"#).unwrap();
+    assert_eq!(run_cfg(fixture("ctr_default"), &cfg, &FakeHost::default()).unwrap().spec["process"]["noNewPrivileges"], true);
+    assert_eq!(run_cfg(with_ann(fixture("ctr_default"), &[("security-opt", "no-new-privileges=false")]), &cfg, &FakeHost::default()).unwrap().spec["process"]["noNewPrivileges"], false);
+}
+
+#[test]
+fn sy_3_user_sysctls_win_and_sy_5_namespace_checks() {
+    let f = ctr(&[("sysctls", "{\"net.ipv4.ip_unprivileged_port_start\":\"1024\"}"), ("domainname", "example.org")]);
+    assert_eq!(f.spec["linux"]["sysctl"]["net.ipv4.ip_unprivileged_port_start"], "1024");
+    assert_eq!(f.spec["linux"]["sysctl"]["kernel.domainname"], "example.org");
+    let e = err(with_ann(fixture("ctr_default"), &[("sysctls", "net.core.somaxconn=1"), ("network", "host")]), &FakeHost::default());
+    assert!(e.ends_with("sysctl \"net.core.somaxconn\" not allowed in host network namespace"), "{e}");
+    let e = err(with_ann(fixture("ctr_default"), &[("sysctls", "kernel.shmmax=1"), ("ipc", "host")]), &FakeHost::default());
+    assert!(e.ends_with("sysctl \"kernel.shmmax\" is not allowed in the hosts ipc namespace"), "{e}");
+}
+
+#[test]
+fn hostconfig_annotation_applies_docker_fields() {
+    let f = ctr(&[("hostconfig", "{\"Memory\": 67108864, \"CapAdd\": [\"NET_ADMIN\"], \"Tmpfs\": {\"/scratch\": \"size=1m\"}, \"PidsLimit\": 50}")]);
+    assert_eq!(f.spec["linux"]["resources"]["memory"]["limit"], 67108864);
+    assert_eq!(f.spec["linux"]["resources"]["pids"]["limit"], 50);
+    assert!(mount(&f.spec, "/scratch").is_some());
+    // per-key annotation wins over hostconfig
+    let f = ctr(&[("hostconfig", "{\"PidsLimit\": 50}"), ("pids-limit", "7")]);
+    assert_eq!(f.spec["linux"]["resources"]["pids"]["limit"], 7);
+}
+
+#[test]
+fn malformed_specs_are_errors_not_panics() {
+    let h = FakeHost::default();
+    for bad in [json!([]), json!({"linux": 5}), json!({"process": "x"}), json!({"mounts": {}, "linux": {"namespaces": 3}}), json!({"annotations": {"io.containerd.dockerish/ipc": 5}})] {
+        let r = run(bad.clone(), &h);
+        // either a clean error or a successful fill; never a panic
+        if let Err(e) = r {
+            assert!(!e.to_string().is_empty());
+        }
+    }
+    assert!(run(json!({"linux": 5}), &h).unwrap_err().to_string().contains("config.json field \"linux\""));
+}
+
+#[test]
+fn fill_is_fast() {
+    // Realistic bundle + a 300-line mountinfo; budget checked loosely here (debug build), see
+    // the report for release timings.
+    let mut h = FakeHost::default();
+    let mut mi = String::new();
+    for i in 0..300 {
+        mi.push_str(&format!("{} 22 0:{} / /mnt/m{} rw,relatime shared:{} - tmpfs tmpfs rw\n", 100 + i, 50 + i, i, i));
+    }
+    h.mountinfo = parse_mountinfo(&mi).unwrap();
+    let mut s = fixture("ctr_default");
+    s["mounts"].as_array_mut().unwrap().push(json!({"destination": "/data", "type": "bind", "source": "/mnt/m150/x", "options": ["rbind", "rshared"]}));
+    let spec = with_ann(s, &[("ulimits", "nofile=1:2"), ("tmpfs", "/tmp"), ("cap-add", "NET_ADMIN")]);
+    let n = 200;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        run(spec.clone(), &h).unwrap();
+    }
+    let per = t.elapsed() / n;
+    eprintln!("fill: {per:?} per call");
+    assert!(per < std::time::Duration::from_millis(20), "{per:?}");
+}
