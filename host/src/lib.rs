@@ -1,1 +1,178 @@
-//! Real host facts for dockerish-spec.
+//! Real host facts for dockerish-spec, and the bundle file handling around `fill`:
+//! [`prepare`] (read the original spec, run the rules with [`RealHost`]), [`commit`] (write the
+//! new config.json atomically, keep the original), [`apply_actions`] / [`undo_actions`] (the S~
+//! side effects, persisted in the bundle so `shim delete` can undo them after a crash), and
+//! [`load_config`].
+
+mod fsutil;
+mod realhost;
+
+pub use dockerish_spec::{DaemonConfig, Filled, HostAction, HostError};
+pub use realhost::RealHost;
+
+use dockerish_spec::{Inputs, SpecError, Value};
+use std::path::{Path, PathBuf};
+
+/// The spec containerd wrote (kept by [`commit`]).
+pub const ORIG_SPEC: &str = "config.json.orig";
+/// The spec runc reads.
+pub const SPEC: &str = "config.json";
+/// Actions the shim performed for this bundle (JSON list of [`HostAction`]).
+pub const ACTIONS_FILE: &str = "dockerish-actions.json";
+/// Default host config file (ECOSYSTEM §2.5).
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/containerd/dockerish.toml";
+/// Env var naming a config file (the ctr/nerdctl wrapper-script pattern).
+pub const CONFIG_ENV: &str = "DOCKERISH_CONFIG";
+
+fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Read the bundle's original spec (`config.json.orig` if a previous Create kept one, else
+/// `config.json`), resolve the rootfs, and run `fill` with the real host.
+pub fn prepare(bundle: &Path, id: &str, namespace: &str, config: &DaemonConfig, runc_binary: &str) -> Result<Filled, HostError> {
+    let orig = bundle.join(ORIG_SPEC);
+    let src = if fsutil::exists_nofollow(&orig) { orig } else { bundle.join(SPEC) };
+    let bytes = std::fs::read(&src).map_err(|e| HostError::io("read", path_str(&src), e))?;
+    let spec: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| HostError::Invalid { path: path_str(&src), msg: format!("invalid JSON: {e}") })?;
+    let root = spec.get("root").and_then(|r| r.get("path")).and_then(Value::as_str).unwrap_or("rootfs");
+    let rootfs = if Path::new(root).is_absolute() { PathBuf::from(root) } else { bundle.join(root) };
+    let mut host = RealHost::new(bundle, &rootfs, runc_binary);
+    host.set_scope(
+        id,
+        &config.annotation_prefix,
+        spec.get("annotations").and_then(|a| a.get(dockerish_spec::annotations::CRI_SANDBOX_ID)).and_then(Value::as_str),
+    );
+    dockerish_spec::fill(spec, &Inputs { id, namespace, config }, &host).map_err(HostError::from)
+}
+
+/// Keep the original spec as `config.json.orig` (only the first time) and write the filled
+/// spec to `config.json` atomically. On error `config.json` is untouched and no temp file is left.
+pub fn commit(bundle: &Path, filled: &Filled) -> Result<(), HostError> {
+    let spec = bundle.join(SPEC);
+    let orig = bundle.join(ORIG_SPEC);
+    if !fsutil::exists_nofollow(&orig) {
+        // A hard link keeps the original inode under the new name; the rename below then
+        // replaces only the `config.json` name. Atomic, and no copy.
+        match std::fs::hard_link(&spec, &orig) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(HostError::io("link", path_str(&orig), e)),
+        }
+    }
+    let data = serde_json::to_vec(&filled.spec).map_err(|e| HostError::Invalid { path: path_str(&spec), msg: e.to_string() })?;
+    fsutil::write_atomic(&spec, &data)
+}
+
+/// Perform the actions before `runc create`. The list is persisted first, so that a crash in
+/// the middle still leaves [`undo_actions_from_bundle`] enough to clean up.
+pub fn apply_actions(bundle: &Path, actions: &[HostAction]) -> Result<(), HostError> {
+    if actions.is_empty() {
+        return Ok(());
+    }
+    for a in actions {
+        validate_action(a)?;
+    }
+    let file = bundle.join(ACTIONS_FILE);
+    let data = serde_json::to_vec(actions).map_err(|e| HostError::Invalid { path: path_str(&file), msg: e.to_string() })?;
+    fsutil::write_atomic(&file, &data)?;
+    for a in actions {
+        match a {
+            HostAction::ShmTmpfs { path, size } => fsutil::mount_shm(Path::new(path), *size)?,
+        }
+    }
+    Ok(())
+}
+
+/// Undo actions (unmount, remove); idempotent: missing mounts and directories are fine.
+pub fn undo_actions(bundle: &Path, actions: &[HostAction]) -> Result<(), HostError> {
+    let mut first_err = None;
+    for a in actions.iter().rev() {
+        if validate_action(a).is_err() {
+            continue;
+        }
+        let r = match a {
+            HostAction::ShmTmpfs { path, .. } => fsutil::unmount_and_remove(Path::new(path)),
+        };
+        if let Err(e) = r {
+            first_err.get_or_insert(e);
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    let file = bundle.join(ACTIONS_FILE);
+    match std::fs::remove_file(&file) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(HostError::io("remove", path_str(&file), e)),
+    }
+}
+
+/// Undo whatever the persisted action list in the bundle says (the `shim delete` path).
+pub fn undo_actions_from_bundle(bundle: &Path) -> Result<(), HostError> {
+    let actions = read_actions(bundle)?;
+    undo_actions(bundle, &actions)
+}
+
+/// The persisted actions of a bundle (empty if none).
+pub fn read_actions(bundle: &Path) -> Result<Vec<HostAction>, HostError> {
+    let file = bundle.join(ACTIONS_FILE);
+    match std::fs::read(&file) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| HostError::Invalid { path: path_str(&file), msg: format!("invalid actions file: {e}") }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
+        Err(e) => Err(HostError::io("read", path_str(&file), e)),
+    }
+}
+
+/// Refuse action paths that could not have come from `fill` (relative, `..`, not a `shm` dir),
+/// so a tampered actions file cannot unmount arbitrary host paths.
+fn validate_action(a: &HostAction) -> Result<(), HostError> {
+    match a {
+        HostAction::ShmTmpfs { path, size } => {
+            let p = Path::new(path);
+            let ok = p.is_absolute()
+                && p.file_name().is_some_and(|n| n == "shm")
+                && !p.components().any(|c| matches!(c, std::path::Component::ParentDir))
+                && *size >= 0;
+            if ok {
+                Ok(())
+            } else {
+                Err(HostError::Refused { path: path.clone(), msg: "not a shim-owned shm directory".into() })
+            }
+        }
+    }
+}
+
+/// Load the daemon configuration. Precedence: `config_path` (JSON, or TOML if it ends in
+/// `.toml`) > `config_body` (TOML) > env `DOCKERISH_CONFIG` > `/etc/containerd/dockerish.toml`
+/// if it exists > defaults. Errors name the file.
+pub fn load_config(config_path: Option<&Path>, config_body: Option<&str>) -> Result<DaemonConfig, HostError> {
+    let env = std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from);
+    load_config_from(config_path, config_body, env.as_deref(), Path::new(DEFAULT_CONFIG_PATH))
+}
+
+/// [`load_config`] with the env value and default path given (testable).
+pub fn load_config_from(config_path: Option<&Path>, config_body: Option<&str>, env_path: Option<&Path>, default_path: &Path) -> Result<DaemonConfig, HostError> {
+    if let Some(p) = config_path.filter(|p| !p.as_os_str().is_empty()) {
+        return load_file(p);
+    }
+    if let Some(b) = config_body.filter(|b| !b.trim().is_empty()) {
+        return DaemonConfig::from_toml(b).map_err(|e| HostError::ConfigFile { path: "(runtime options config_body)".into(), source: Box::new(e) });
+    }
+    if let Some(p) = env_path {
+        return load_file(p);
+    }
+    if default_path.exists() {
+        return load_file(default_path);
+    }
+    Ok(DaemonConfig::default())
+}
+
+fn load_file(p: &Path) -> Result<DaemonConfig, HostError> {
+    let text = std::fs::read_to_string(p).map_err(|e| HostError::io("read", path_str(p), e))?;
+    let is_toml = p.extension().is_some_and(|e| e == "toml");
+    let r: Result<DaemonConfig, SpecError> = if is_toml { DaemonConfig::from_toml(&text) } else { DaemonConfig::from_json(&text) };
+    r.map_err(|e| HostError::ConfigFile { path: path_str(p), source: Box::new(e) })
+}

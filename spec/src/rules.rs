@@ -1446,7 +1446,7 @@ impl<'a> Ctx<'a> {
                     return Ok(());
                 }
                 let mi = self.get_mountinfo()?;
-                if !mi.iter().any(|m| m.mount_point == "/dev/shm") {
+                if !mi.iter().any(|m| m.mount_point() == "/dev/shm") {
                     return Err(self.ann_err("ipc", "/dev/shm is not mounted, but must be for --ipc=host"));
                 }
                 if replace_shm(mounts, bind("/dev/shm")) {
@@ -1518,7 +1518,7 @@ impl<'a> Ctx<'a> {
             let real = self.host.realpath(&src).map_err(|e| SpecError::Rule { rule: "MT-7", msg: e.to_string() })?;
             let mi = self.get_mountinfo()?;
             let sm = mountinfo::source_mount(mi, &real).ok_or_else(|| SpecError::Rule { rule: "MT-7", msg: format!("Can't find mount point of {src}") })?;
-            let mp = sm.mount_point.clone();
+            let mp = sm.mount_point().to_string();
             if shared {
                 if !sm.has_optional(&["shared:"]) {
                     return Err(SpecError::Rule { rule: "MT-7", msg: format!("path {src} is mounted on {mp} but it is not a shared mount") });

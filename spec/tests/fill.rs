@@ -648,7 +648,7 @@ fn ipc_3_none_ipc_6_host_ipc_8_user_mount_wins() {
     assert_eq!(mount(&f.spec, "/dev/shm").unwrap()["source"], "/dev/shm");
     assert!(!ns_types(&f.spec).contains(&"ipc".into()));
     let mut h = FakeHost::default();
-    h.mountinfo.retain(|m| m.mount_point != "/dev/shm");
+    h.mountinfo.retain(|m| m.mount_point() != "/dev/shm");
     let e = err(with_ann(fixture("ctr_default"), &[("ipc", "host")]), &h);
     assert!(e.ends_with("/dev/shm is not mounted, but must be for --ipc=host"));
     let f = ctr(&[("ipc", "shareable"), ("tmpfs", "/dev/shm:size=2m")]);

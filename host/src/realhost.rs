@@ -1,0 +1,372 @@
+//! [`RealHost`]: the `Host` trait answered from /proc, /sys, the bundle directory and runc.
+
+use crate::{fsutil, path_str};
+use dockerish_spec::annotations::{CRI_CONTAINER_NAME, CRI_SANDBOX_ID};
+use dockerish_spec::parse::ALL_CAPABILITIES;
+use dockerish_spec::{Host, HostAction, HostDevice, HostError, MountInfo, SiblingTask, Value};
+use std::cell::OnceCell;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Host facts for one bundle. Cheap to build; `runc features` is run at most once per instance.
+pub struct RealHost {
+    bundle: PathBuf,
+    rootfs: PathBuf,
+    runc_binary: String,
+    own_id: String,
+    prefix: String,
+    sandbox_id: Option<String>,
+    features: OnceCell<Option<Value>>,
+}
+
+/// Directories under `/dev` that DV-6 skips (ctrd `pkg/oci/utils_unix.go` `getDevices`).
+const DEV_SKIP_DIRS: &[&str] = &["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
+
+/// Cap on a sibling's config.json (a spec with a seccomp profile is ~20 kB).
+const SIBLING_SPEC_CAP: u64 = 8 * 1024 * 1024;
+
+impl RealHost {
+    pub fn new(bundle: &Path, rootfs: &Path, runc_binary: &str) -> Self {
+        let own_id = bundle.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        RealHost {
+            bundle: bundle.to_path_buf(),
+            rootfs: rootfs.to_path_buf(),
+            runc_binary: if runc_binary.is_empty() { "runc".into() } else { runc_binary.into() },
+            own_id,
+            prefix: "io.containerd.dockerish/".into(),
+            sandbox_id: None,
+            features: OnceCell::new(),
+        }
+    }
+
+    /// Who we are for NS-10 lookups: our container ID, the annotation prefix (for
+    /// `<prefix>name`), and our CRI sandbox (CRI names only resolve inside it).
+    pub fn set_scope(&mut self, own_id: &str, prefix: &str, sandbox_id: Option<&str>) {
+        self.own_id = own_id.to_string();
+        self.prefix = prefix.to_string();
+        self.sandbox_id = sandbox_id.map(str::to_string);
+    }
+
+    /// The namespace directory holding every task bundle of our namespace.
+    fn namespace_dir(&self) -> Result<PathBuf, HostError> {
+        let b = std::fs::canonicalize(&self.bundle).map_err(|e| HostError::io("realpath", path_str(&self.bundle), e))?;
+        b.parent().map(Path::to_path_buf).ok_or_else(|| HostError::Refused { path: path_str(&b), msg: "bundle has no parent directory".into() })
+    }
+
+    fn sibling_info(&self, dir: &Path, id: &str) -> Option<Sib> {
+        let spec_path = dir.join("config.json");
+        let md = std::fs::symlink_metadata(&spec_path).ok()?;
+        if !md.is_file() || md.len() > SIBLING_SPEC_CAP {
+            return None;
+        }
+        let spec: Value = serde_json::from_slice(&std::fs::read(&spec_path).ok()?).ok()?;
+        let ann = spec.get("annotations").and_then(Value::as_object);
+        let a = |k: &str| ann.and_then(|m| m.get(k)).and_then(Value::as_str).map(str::to_string);
+        let sandbox_id = a(CRI_SANDBOX_ID);
+        let mut names = Vec::new();
+        if let Some(n) = a("nerdctl/name") {
+            names.push(n);
+        }
+        if let Some(n) = a(&format!("{}name", self.prefix)) {
+            names.push(n);
+        }
+        // CRI container names are only unique inside a pod.
+        if let (Some(n), Some(sb)) = (a(CRI_CONTAINER_NAME), &sandbox_id) {
+            if self.sandbox_id.as_ref() == Some(sb) {
+                names.push(n);
+            }
+        }
+        let host_ipc = spec
+            .get("linux")
+            .and_then(|l| l.get("namespaces"))
+            .and_then(Value::as_array)
+            .is_some_and(|l| !l.iter().any(|n| n.get("type").and_then(Value::as_str) == Some("ipc")));
+        Some(Sib { id: id.to_string(), dir: dir.to_path_buf(), names, sandbox_id, host_ipc })
+    }
+
+    fn to_task(&self, s: &Sib) -> SiblingTask {
+        let (pid, running) = init_pid_alive(&s.dir);
+        let shm_path = crate::read_actions(&s.dir)
+            .ok()
+            .and_then(|acts| acts.into_iter().map(|HostAction::ShmTmpfs { path, .. }| path).next())
+            .or_else(|| s.host_ipc.then(|| "/dev/shm".to_string()));
+        SiblingTask { id: s.id.clone(), pid, running, sandbox_id: s.sandbox_id.clone(), shm_path }
+    }
+}
+
+struct Sib {
+    id: String,
+    dir: PathBuf,
+    names: Vec<String>,
+    sandbox_id: Option<String>,
+    host_ipc: bool,
+}
+
+/// Read `<bundle>/init.pid` and check the process is the one that file recorded: alive, not a
+/// zombie, and started no later than the file was written (PID-reuse guard, NS-10).
+fn init_pid_alive(dir: &Path) -> (i32, bool) {
+    let pid_file = dir.join("init.pid");
+    let Ok(text) = std::fs::read_to_string(&pid_file) else { return (0, false) };
+    let Ok(pid) = text.trim().parse::<i32>() else { return (0, false) };
+    if pid <= 0 {
+        return (0, false);
+    }
+    let Ok(mtime) = std::fs::metadata(&pid_file).and_then(|m| m.modified()) else { return (pid, false) };
+    let Some((state, start)) = proc_start(pid) else { return (pid, false) };
+    if state == 'Z' || state == 'X' {
+        return (pid, false);
+    }
+    // Start time is in clock ticks since boot: allow a 2 s slack for tick/boot-time rounding.
+    let running = start <= mtime + Duration::from_secs(2);
+    (pid, running)
+}
+
+/// (state, start time) of a process from /proc/<pid>/stat and /proc/stat btime.
+fn proc_start(pid: i32) -> Option<(char, SystemTime)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The comm field may contain spaces and parentheses: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let state = f.first()?.chars().next()?;
+    let start_ticks: u64 = f.get(19)?.parse().ok()?; // field 22 overall
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as u64 } else { 100 };
+    let btime: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse().ok()))?;
+    let start = UNIX_EPOCH + Duration::from_secs(btime) + Duration::from_millis(start_ticks.saturating_mul(1000) / hz);
+    Some((state, start))
+}
+
+fn device_of(path: &str, md: &std::fs::Metadata) -> Option<HostDevice> {
+    let ft = md.file_type();
+    let kind = if ft.is_char_device() {
+        'c'
+    } else if ft.is_block_device() {
+        'b'
+    } else if ft.is_fifo() {
+        'p'
+    } else {
+        return None;
+    };
+    let rdev = md.rdev();
+    Some(HostDevice {
+        path: path.to_string(),
+        kind,
+        major: libc::major(rdev) as i64,
+        minor: libc::minor(rdev) as i64,
+        file_mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+    })
+}
+
+fn walk_devices(dir: &Path, top_dev: bool, out: &mut Vec<HostDevice>, depth: usize) -> Result<(), HostError> {
+    if depth > 32 {
+        return Ok(());
+    }
+    let rd = std::fs::read_dir(dir).map_err(|e| HostError::io("open", path_str(dir), e))?;
+    for ent in rd.flatten() {
+        let p = ent.path();
+        let Ok(md) = std::fs::symlink_metadata(&p) else { continue }; // vanished: skipped
+        let name = ent.file_name();
+        let name = name.to_string_lossy();
+        if md.is_dir() {
+            if top_dev && DEV_SKIP_DIRS.contains(&name.as_ref()) {
+                continue;
+            }
+            walk_devices(&p, top_dev, out, depth + 1)?;
+            continue;
+        }
+        if top_dev && name == "console" {
+            continue;
+        }
+        if let Some(d) = device_of(&path_str(&p), &md) {
+            if top_dev && d.kind == 'p' {
+                continue;
+            }
+            out.push(d);
+        }
+    }
+    Ok(())
+}
+
+fn read_small(p: &str) -> Option<String> {
+    std::fs::read_to_string(p).ok()
+}
+
+fn status_field(name: &str) -> Option<String> {
+    read_small("/proc/self/status")?.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+}
+
+impl Host for RealHost {
+    fn mountinfo(&self) -> Result<Vec<MountInfo>, HostError> {
+        let p = "/proc/self/mountinfo";
+        let text = std::fs::read_to_string(p).map_err(|e| HostError::io("read", p, e))?;
+        dockerish_spec::parse_mountinfo(&text).map_err(|msg| HostError::Invalid { path: p.into(), msg })
+    }
+
+    fn sibling_task(&self, name_or_id: &str) -> Result<Option<SiblingTask>, HostError> {
+        if name_or_id.is_empty() {
+            return Ok(None);
+        }
+        let ns_dir = self.namespace_dir()?;
+        let rd = std::fs::read_dir(&ns_dir).map_err(|e| HostError::io("open", path_str(&ns_dir), e))?;
+        let mut sibs = Vec::new();
+        for ent in rd.flatten() {
+            // Only real directories directly inside the namespace dir: never follow a symlink
+            // out of it.
+            let Ok(ft) = ent.file_type() else { continue };
+            if !ft.is_dir() {
+                continue;
+            }
+            let id = ent.file_name().to_string_lossy().into_owned();
+            if let Some(s) = self.sibling_info(&ent.path(), &id) {
+                sibs.push(s);
+            }
+        }
+        // Docker's order: exact ID, exact name, unique ID prefix.
+        if let Some(s) = sibs.iter().find(|s| s.id == name_or_id) {
+            return Ok(Some(self.to_task(s)));
+        }
+        if let Some(s) = sibs.iter().find(|s| s.names.iter().any(|n| n == name_or_id)) {
+            return Ok(Some(self.to_task(s)));
+        }
+        let pre: Vec<&Sib> = sibs.iter().filter(|s| s.id.starts_with(name_or_id)).collect();
+        match pre.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(self.to_task(one))),
+            _ => Err(HostError::AmbiguousPrefix(name_or_id.to_string())),
+        }
+    }
+
+    fn rootfs_file(&self, path_in_rootfs: &str) -> Result<Option<Vec<u8>>, HostError> {
+        fsutil::read_in_root(&self.rootfs, path_in_rootfs)
+    }
+
+    fn host_device(&self, path: &str) -> Result<Option<HostDevice>, HostError> {
+        // DV-3: EvalSymlinks, then lstat.
+        let real = std::fs::canonicalize(path).map_err(|e| HostError::io("lstat", path, e))?;
+        let md = std::fs::symlink_metadata(&real).map_err(|e| HostError::io("lstat", path_str(&real), e))?;
+        Ok(device_of(&path_str(&real), &md).map(|mut d| {
+            d.path = path.to_string();
+            d
+        }))
+    }
+
+    fn host_devices(&self, dir: &str) -> Result<Vec<HostDevice>, HostError> {
+        let mut out = Vec::new();
+        let p = Path::new(dir);
+        if !std::fs::symlink_metadata(p).map(|m| m.is_dir()).unwrap_or(false) {
+            return Ok(out);
+        }
+        walk_devices(p, dir == "/dev", &mut out, 0)?;
+        Ok(out)
+    }
+
+    fn cgroup_v2(&self) -> bool {
+        // SAFETY: statfs writes into the zeroed struct we pass.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        let c = c"/sys/fs/cgroup";
+        // SAFETY: valid path and out pointer.
+        let r = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+        r == 0 && st.f_type as i64 == libc::CGROUP2_SUPER_MAGIC as i64
+    }
+
+    fn apparmor_enabled(&self) -> bool {
+        Path::new("/sys/kernel/security/apparmor").exists()
+            && std::env::var_os("container").is_none_or(|v| v.is_empty())
+            && Path::new("/sbin/apparmor_parser").exists()
+            && read_small("/sys/module/apparmor/parameters/enabled").is_some_and(|s| s.starts_with('Y'))
+    }
+
+    fn apparmor_profile_loaded(&self, name: &str) -> bool {
+        read_small("/sys/kernel/security/apparmor/profiles").is_some_and(|t| {
+            t.lines().any(|l| l.rsplit_once(" (").map_or(l, |(n, _)| n) == name)
+        })
+    }
+
+    fn path_exists(&self, host_path: &str) -> bool {
+        Path::new(host_path).exists()
+    }
+
+    fn own_capabilities(&self) -> Vec<String> {
+        let Some(hex) = status_field("CapEff:") else { return vec![] };
+        let bits = u64::from_str_radix(&hex, 16).unwrap_or(0);
+        ALL_CAPABILITIES.iter().enumerate().filter(|(i, _)| bits & (1u64 << i) != 0).map(|(_, c)| c.to_string()).collect()
+    }
+
+    fn runc_features(&self) -> Option<Value> {
+        self.features
+            .get_or_init(|| {
+                let out = std::process::Command::new(&self.runc_binary).arg("features").stdin(std::process::Stdio::null()).output().ok()?;
+                if !out.status.success() {
+                    return None;
+                }
+                serde_json::from_slice(&out.stdout).ok()
+            })
+            .clone()
+    }
+
+    fn kernel_version(&self) -> Option<(u32, u32)> {
+        let r = read_small("/proc/sys/kernel/osrelease")?;
+        let mut it = r.trim().split(|c: char| !c.is_ascii_digit());
+        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    }
+
+    fn arch(&self) -> String {
+        match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+            "loongarch64" => "loong64",
+            other => other,
+        }
+        .to_string()
+    }
+
+    fn cpuset_available(&self) -> Option<(String, String)> {
+        Some((status_field("Cpus_allowed_list:")?, status_field("Mems_allowed_list:")?))
+    }
+
+    fn num_cpus(&self) -> usize {
+        status_field("Cpus_allowed_list:")
+            .and_then(|l| dockerish_spec::parse::parse_cpuset(&l).ok())
+            .map(|v| v.len())
+            .filter(|n| *n > 0)
+            .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+            .unwrap_or(1)
+    }
+
+    fn realpath(&self, host_path: &str) -> Result<String, HostError> {
+        std::fs::canonicalize(host_path).map(|p| path_str(&p)).map_err(|e| HostError::io("lstat", host_path, e))
+    }
+
+    fn read_host_file(&self, path: &str) -> Result<Option<String>, HostError> {
+        use std::io::Read;
+        match std::fs::File::open(path) {
+            Ok(f) => {
+                let mut s = String::new();
+                f.take(16 * 1024 * 1024).read_to_string(&mut s).map_err(|e| HostError::io("read", path, e))?;
+                Ok(Some(s))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(HostError::io("open", path, e)),
+        }
+    }
+
+    fn in_user_namespace(&self) -> bool {
+        read_small("/proc/self/uid_map").is_some_and(|m| {
+            let f: Vec<&str> = m.split_whitespace().collect();
+            f != ["0", "0", "4294967295"]
+        })
+    }
+
+    fn bundle_dir(&self) -> String {
+        path_str(&self.bundle)
+    }
+}

@@ -1,0 +1,262 @@
+//! Tests of the real host and the bundle file handling (no root needed unless noted).
+
+use dockerish_host::*;
+use dockerish_spec::{Host, Policy, Value};
+use serde_json::json;
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+fn fixture(name: &str) -> Value {
+    let p = format!("{}/../spec/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// `<tmp>/<ns>/<id>/` with config.json and an empty rootfs, like containerd's task dir.
+fn bundle(tmp: &Path, id: &str, spec: &Value) -> PathBuf {
+    let b = tmp.join("default").join(id);
+    fs::create_dir_all(b.join("rootfs/etc")).unwrap();
+    fs::write(b.join("config.json"), serde_json::to_vec(spec).unwrap()).unwrap();
+    b
+}
+
+fn leftovers(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".tmp")).collect()
+}
+
+#[test]
+fn prepare_commit_and_retry_start_from_original() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = bundle(tmp.path(), "test", &fixture("ctr_default"));
+    let cfg = DaemonConfig::default();
+    let f = prepare(&b, "test", "default", &cfg, "runc").unwrap();
+    assert_eq!(f.policy, Policy::Fill);
+    assert_eq!(f.spec["linux"]["cgroupsPath"], "/docker/test");
+    commit(&b, &f).unwrap();
+    let orig: Value = serde_json::from_slice(&fs::read(b.join("config.json.orig")).unwrap()).unwrap();
+    assert_eq!(orig, fixture("ctr_default"));
+    let now: Value = serde_json::from_slice(&fs::read(b.join("config.json")).unwrap()).unwrap();
+    assert_eq!(now, f.spec);
+    assert!(leftovers(&b).is_empty());
+    // A retried Create starts again from the original, and the original is kept as it was.
+    let f2 = prepare(&b, "test", "default", &cfg, "runc").unwrap();
+    assert_eq!(f2.spec, f.spec);
+    commit(&b, &f2).unwrap();
+    let orig2: Value = serde_json::from_slice(&fs::read(b.join("config.json.orig")).unwrap()).unwrap();
+    assert_eq!(orig2, fixture("ctr_default"));
+}
+
+#[test]
+fn commit_failure_leaves_original_and_no_temp_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = bundle(tmp.path(), "test", &fixture("ctr_default"));
+    let f = prepare(&b, "test", "default", &DaemonConfig::default(), "runc").unwrap();
+    // Make the final rename fail: config.json.orig already there, config.json a non-empty dir.
+    fs::rename(b.join("config.json"), b.join("config.json.orig")).unwrap();
+    fs::create_dir(b.join("config.json")).unwrap();
+    fs::write(b.join("config.json/x"), b"keep").unwrap();
+    let e = commit(&b, &f).unwrap_err().to_string();
+    assert!(e.starts_with(&format!("rename {}", b.join("config.json").display())), "{e}");
+    assert!(e.contains("directory"), "errno text: {e}");
+    assert!(!e.contains("os error"), "Go-style errno text: {e}");
+    assert!(leftovers(&b).is_empty(), "temp file removed");
+    assert_eq!(fs::read(b.join("config.json/x")).unwrap(), b"keep");
+    // Bundle that does not exist: error names the path.
+    let e = commit(&tmp.path().join("nope"), &f).unwrap_err().to_string();
+    assert!(e.contains("nope"), "{e}");
+}
+
+#[test]
+fn prepare_errors_name_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = tmp.path().join("default/x");
+    fs::create_dir_all(&b).unwrap();
+    let e = prepare(&b, "x", "default", &DaemonConfig::default(), "runc").unwrap_err().to_string();
+    assert!(e.starts_with("read ") && e.contains("config.json") && e.contains("no such file"), "{e}");
+    fs::write(b.join("config.json"), b"{").unwrap();
+    let e = prepare(&b, "x", "default", &DaemonConfig::default(), "runc").unwrap_err().to_string();
+    assert!(e.contains("config.json: invalid JSON"), "{e}");
+    let spec = fixture("ctr_default");
+    let mut spec = spec.clone();
+    spec["annotations"] = json!({"io.containerd.dockerish/ipc": "bogus"});
+    fs::write(b.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
+    let e = prepare(&b, "x", "default", &DaemonConfig::default(), "runc").unwrap_err().to_string();
+    assert_eq!(e, "annotation \"io.containerd.dockerish/ipc\": invalid IPC mode: bogus");
+}
+
+#[test]
+fn us_1_rootfs_symlinks_cannot_escape() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    fs::create_dir_all(rootfs.join("etc")).unwrap();
+    fs::write(rootfs.join("etc/group"), b"root:x:0:\n").unwrap();
+    let h = RealHost::new(tmp.path(), &rootfs, "runc");
+    // absolute link to a host file that does not exist inside the rootfs
+    symlink("/etc/shadow", rootfs.join("etc/passwd")).unwrap();
+    assert_eq!(h.rootfs_file("/etc/passwd").unwrap(), None);
+    fs::remove_file(rootfs.join("etc/passwd")).unwrap();
+    // relative link climbing out: clamped at the rootfs, ends on itself → loop → absent
+    symlink("../../../../../../etc/passwd", rootfs.join("etc/passwd")).unwrap();
+    assert_eq!(h.rootfs_file("/etc/passwd").unwrap(), None);
+    // a link to /etc/group resolves to the rootfs's own file, not the host's
+    symlink("/etc/group", rootfs.join("etc/alias")).unwrap();
+    assert_eq!(h.rootfs_file("/etc/alias").unwrap().unwrap(), b"root:x:0:\n");
+    symlink("../../../../etc/group", rootfs.join("etc/alias2")).unwrap();
+    assert_eq!(h.rootfs_file("etc/alias2").unwrap().unwrap(), b"root:x:0:\n");
+    // directories and missing files are "absent"
+    assert_eq!(h.rootfs_file("/etc").unwrap(), None);
+    assert_eq!(h.rootfs_file("/nope/x").unwrap(), None);
+}
+
+#[test]
+fn us_1_rootfs_read_is_capped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    fs::create_dir_all(rootfs.join("etc")).unwrap();
+    fs::write(rootfs.join("etc/passwd"), vec![b'a'; 11 * 1024 * 1024]).unwrap();
+    let h = RealHost::new(tmp.path(), &rootfs, "runc");
+    assert_eq!(h.rootfs_file("/etc/passwd").unwrap().unwrap().len(), 10 * 1024 * 1024 + 1);
+}
+
+fn sibling(tmp: &Path, id: &str, ann: Value, pid: Option<u32>) -> PathBuf {
+    let mut spec = fixture("ctr_default");
+    spec["annotations"] = ann;
+    let b = bundle(tmp, id, &spec);
+    if let Some(p) = pid {
+        fs::write(b.join("init.pid"), p.to_string()).unwrap();
+    }
+    b
+}
+
+#[test]
+fn ns_10_sibling_lookup_by_id_name_prefix_and_pid_reuse_guard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let me = std::process::id();
+    let own = sibling(tmp.path(), "self", json!({}), None);
+    sibling(tmp.path(), "abc111", json!({"nerdctl/name": "web"}), Some(me));
+    sibling(tmp.path(), "abc222", json!({"io.containerd.dockerish/name": "db"}), Some(999_999_999));
+    let old = sibling(tmp.path(), "def333", json!({}), Some(me));
+    // init.pid written "before" this process started → the PID was reused → not running
+    let f = fs::File::options().write(true).open(old.join("init.pid")).unwrap();
+    f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000)).unwrap();
+    // a symlinked "bundle" pointing outside the namespace dir is never considered
+    let outside = tempfile::tempdir().unwrap();
+    let evil = sibling(outside.path(), "evil", json!({"nerdctl/name": "evil"}), Some(me));
+    symlink(&evil, tmp.path().join("default/evil")).unwrap();
+
+    let h = RealHost::new(&own, &own.join("rootfs"), "runc");
+    let t = h.sibling_task("web").unwrap().unwrap();
+    assert_eq!((t.id.as_str(), t.pid, t.running), ("abc111", me as i32, true));
+    let t = h.sibling_task("db").unwrap().unwrap();
+    assert_eq!((t.id.as_str(), t.running), ("abc222", false));
+    assert_eq!(h.sibling_task("def").unwrap().unwrap().running, false, "PID reuse guard");
+    assert_eq!(h.sibling_task("abc111").unwrap().unwrap().id, "abc111");
+    assert_eq!(h.sibling_task("abc").unwrap_err().to_string(), "multiple IDs found with provided prefix: abc");
+    assert_eq!(h.sibling_task("evil").unwrap(), None);
+    assert_eq!(h.sibling_task("nope").unwrap(), None);
+    assert_eq!(h.sibling_task("").unwrap(), None);
+    assert_eq!(h.sibling_task("../x").unwrap(), None);
+}
+
+#[test]
+fn ns_3_shareable_sibling_reports_its_shm_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let own = sibling(tmp.path(), "self", json!({}), None);
+    let donor = sibling(tmp.path(), "donor", json!({}), Some(std::process::id()));
+    fs::write(donor.join(ACTIONS_FILE), serde_json::to_vec(&json!([{"kind": "shm-tmpfs", "path": "/run/x/donor/shm", "size": 1}])).unwrap()).unwrap();
+    let h = RealHost::new(&own, &own.join("rootfs"), "runc");
+    assert_eq!(h.sibling_task("donor").unwrap().unwrap().shm_path.as_deref(), Some("/run/x/donor/shm"));
+}
+
+#[test]
+fn actions_persist_and_undo_is_idempotent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = tmp.path().join("b");
+    fs::create_dir_all(&b).unwrap();
+    // nothing persisted: undo is a no-op
+    undo_actions_from_bundle(&b).unwrap();
+    let shm = b.join("shm");
+    let acts = vec![HostAction::ShmTmpfs { path: shm.display().to_string(), size: 1 << 20 }];
+    fs::write(b.join(ACTIONS_FILE), serde_json::to_vec(&acts).unwrap()).unwrap();
+    fs::create_dir(&shm).unwrap();
+    assert_eq!(read_actions(&b).unwrap(), acts);
+    undo_actions_from_bundle(&b).unwrap();
+    assert!(!shm.exists() && !b.join(ACTIONS_FILE).exists());
+    undo_actions(&b, &acts).unwrap();
+    // a tampered path is refused by apply and skipped by undo
+    let bad = vec![HostAction::ShmTmpfs { path: "/etc".into(), size: 1 }];
+    assert!(apply_actions(&b, &bad).unwrap_err().to_string().contains("refused"));
+    undo_actions(&b, &bad).unwrap();
+    assert!(Path::new("/etc").exists());
+}
+
+#[test]
+fn ipc_4_shm_tmpfs_mount_and_unmount_as_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let b = tmp.path().to_path_buf();
+    let shm = b.join("shm");
+    let acts = vec![HostAction::ShmTmpfs { path: shm.display().to_string(), size: 1 << 20 }];
+    apply_actions(&b, &acts).unwrap();
+    apply_actions(&b, &acts).unwrap(); // idempotent
+    let mi = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = mi.lines().find(|l| l.contains(&*shm.display().to_string())).expect("mounted");
+    assert!(line.contains("nosuid") && line.contains("nodev") && line.contains("noexec") && line.contains("size=1024k"), "{line}");
+    undo_actions_from_bundle(&b).unwrap();
+    assert!(!fs::read_to_string("/proc/self/mountinfo").unwrap().contains(&*shm.display().to_string()));
+    assert!(!shm.exists());
+}
+
+#[test]
+fn load_config_precedence_and_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json_p = tmp.path().join("d.json");
+    let toml_p = tmp.path().join("d.toml");
+    let env_p = tmp.path().join("env.toml");
+    let def_p = tmp.path().join("default.toml");
+    fs::write(&json_p, r#"{"cgroup-scope-prefix":"fromjson"}"#).unwrap();
+    fs::write(&toml_p, "cgroup-scope-prefix = \"fromtoml\"\n").unwrap();
+    fs::write(&env_p, "cgroup-scope-prefix = \"fromenv\"\n").unwrap();
+    fs::write(&def_p, "cgroup-scope-prefix = \"fromdefault\"\n").unwrap();
+    let body = Some("cgroup-scope-prefix = \"frombody\"");
+    let p = |c: DaemonConfig| c.cgroup_scope_prefix;
+    assert_eq!(p(load_config_from(Some(&json_p), body, Some(&env_p), &def_p).unwrap()), "fromjson");
+    assert_eq!(p(load_config_from(Some(&toml_p), body, Some(&env_p), &def_p).unwrap()), "fromtoml");
+    assert_eq!(p(load_config_from(None, body, Some(&env_p), &def_p).unwrap()), "frombody");
+    assert_eq!(p(load_config_from(None, None, Some(&env_p), &def_p).unwrap()), "fromenv");
+    assert_eq!(p(load_config_from(None, None, None, &def_p).unwrap()), "fromdefault");
+    assert_eq!(p(load_config_from(None, None, None, &tmp.path().join("none.toml")).unwrap()), "docker");
+    fs::write(&json_p, r#"{"bogus": 1}"#).unwrap();
+    let e = load_config_from(Some(&json_p), None, None, &def_p).unwrap_err().to_string();
+    assert_eq!(e, format!("config file {}: config \"bogus\": unknown key", json_p.display()));
+    let e = load_config_from(None, Some("init = 5"), None, &def_p).unwrap_err().to_string();
+    assert!(e.contains("config_body") && e.contains("config \"init\": expected a boolean, got 5"), "{e}");
+    let e = load_config_from(Some(&tmp.path().join("missing.json")), None, None, &def_p).unwrap_err().to_string();
+    assert!(e.contains("missing.json") && e.contains("no such file"), "{e}");
+}
+
+#[test]
+fn real_host_facts_on_this_machine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let h = RealHost::new(tmp.path(), tmp.path(), "runc");
+    assert!(!h.mountinfo().unwrap().is_empty());
+    assert!(h.kernel_version().is_some());
+    assert!(!h.arch().is_empty());
+    assert!(h.num_cpus() >= 1);
+    assert!(h.cpuset_available().is_some());
+    assert!(h.own_capabilities().iter().all(|c| c.starts_with("CAP_")));
+    assert_eq!(h.realpath("/").unwrap(), "/");
+    assert!(h.realpath("/nonexistent/x").unwrap_err().to_string().starts_with("lstat /nonexistent/x: no such file or directory"));
+    let null = h.host_device("/dev/null").unwrap().unwrap();
+    assert_eq!((null.kind, null.major, null.minor), ('c', 1, 3));
+    assert_eq!(h.host_device("/etc").unwrap(), None);
+    assert!(h.host_device("/dev/nope").unwrap_err().to_string().starts_with("lstat /dev/nope: no such file or directory"));
+    assert_eq!(h.read_host_file("/nonexistent").unwrap(), None);
+    if let Some(f) = h.runc_features() {
+        assert!(f.get("mountOptions").is_some());
+    }
+}
