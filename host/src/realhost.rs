@@ -273,7 +273,10 @@ impl Host for RealHost {
         let c = c"/sys/fs/cgroup";
         // SAFETY: valid path and out pointer.
         let r = unsafe { libc::statfs(c.as_ptr(), &mut st) };
-        r == 0 && st.f_type as i64 == libc::CGROUP2_SUPER_MAGIC as i64
+        // Casts keep this portable: the field and constant types differ between arches.
+        #[allow(clippy::unnecessary_cast)]
+        let v2 = r == 0 && st.f_type as i64 == libc::CGROUP2_SUPER_MAGIC as i64;
+        v2
     }
 
     fn apparmor_enabled(&self) -> bool {

@@ -5,6 +5,9 @@
 //! touches the filesystem or the kernel: every fact about the machine comes through [`Host`], so
 //! unit tests run with [`testing::FakeHost`] and the shim uses `dockerish_host::RealHost`.
 
+// Nested `match` + `if` reads closer to the rule text than collapsed guards.
+#![allow(clippy::collapsible_match, clippy::collapsible_if)]
+
 pub mod annotations;
 pub mod config;
 pub mod error;

@@ -730,7 +730,7 @@ mod tests {
             ("", Err("invalid size: ''")),
         ];
         for (inp, want) in cases {
-            assert_eq!(parse_size(inp).map_err(|e| e), want.map_err(|e| e.to_string()), "{inp}");
+            assert_eq!(parse_size(inp), want.map_err(|e| e.to_string()), "{inp}");
         }
     }
 

@@ -151,12 +151,11 @@ pub fn additional_groups(wanted: &[String], group: Option<&str>) -> Result<Vec<i
     for ag in wanted {
         let mut found = false;
         for g in &groups {
-            if &g.name == ag || g.gid.to_string() == *ag {
-                if !out.contains(&g.gid) {
-                    out.push(g.gid);
-                    found = true;
-                    break;
-                }
+            // moby: a group already taken does not count as found (quirk kept).
+            if (&g.name == ag || g.gid.to_string() == *ag) && !out.contains(&g.gid) {
+                out.push(g.gid);
+                found = true;
+                break;
             }
         }
         if !found {
@@ -181,7 +180,8 @@ mod tests {
 
     #[test]
     fn us_1_table() {
-        let cases: &[(&str, Result<(i64, i64, Vec<i64>), &str>)] = &[
+        type Want = Result<(i64, i64, Vec<i64>), &'static str>;
+        let cases: &[(&str, Want)] = &[
             ("", Ok((0, 0, vec![10]))),
             ("app", Ok((1000, 1000, vec![10, 29]))),
             ("1000", Ok((1000, 1000, vec![10, 29]))),

@@ -294,6 +294,9 @@ fn min_kernel(v: Option<&Value>) -> Result<Option<(u32, u32)>, String> {
     }
 }
 
+/// (arches, caps, minKernel) of an includes/excludes block.
+type CondOwned = (Vec<String>, Vec<String>, Option<(u32, u32)>);
+
 fn refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -344,7 +347,7 @@ pub fn profile_to_linux_seccomp(profile_json: &str, t: &Target) -> Result<Option
             }
             names = vec![n.to_string()];
         }
-        let cond = |k: &str| -> Result<(Vec<String>, Vec<String>, Option<(u32, u32)>), String> {
+        let cond = |k: &str| -> Result<CondOwned, String> {
             let o = c.get(k);
             Ok((
                 str_list(o.and_then(|x| x.get("arches")), "arches")?,

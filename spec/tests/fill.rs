@@ -1,6 +1,8 @@
 //! Rule-by-rule tests of `fill` on realistic producer specs (fixtures/), with a fake host.
 //! Test names carry the rule ids of DOCKER-RULES.md §1.
 
+#![allow(clippy::field_reassign_with_default)]
+
 use dockerish_spec::testing::FakeHost;
 use dockerish_spec::*;
 use serde_json::json;
