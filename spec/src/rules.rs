@@ -986,7 +986,13 @@ impl<'a> Ctx<'a> {
     }
 
     fn join(&mut self, short: &'static str, nstype: &str, t: &SiblingTask, rule: &'static str) -> Result<(), SpecError> {
-        let p = format!("/proc/{}/ns/{}", t.pid, nstype);
+        // OCI namespace type → /proc/<pid>/ns entry name.
+        let proc_name = match nstype {
+            "network" => "net",
+            "mount" => "mnt",
+            other => other,
+        };
+        let p = format!("/proc/{}/ns/{}", t.pid, proc_name);
         if self.set_ns(nstype, Some(&p))? {
             self.note(rule, format!("join {nstype} namespace of {} ({p})", t.id));
         }

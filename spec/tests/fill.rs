@@ -417,7 +417,7 @@ fn ns_2_network_modes_for_ctr() {
     assert!(f.spec["linux"]["sysctl"].get("net.ipv4.ping_group_range").is_none(), "SY-1 only for private netns");
     let f = run(with_ann(fixture("ctr_default"), &[("network", "container:db")]), &h).unwrap();
     let n = f.spec["linux"]["namespaces"].as_array().unwrap().iter().find(|n| n["type"] == "network").unwrap().clone();
-    assert_eq!(n["path"], "/proc/4321/ns/network");
+    assert_eq!(n["path"], "/proc/4321/ns/net");
     let e = err(with_ann(fixture("ctr_default"), &[("network", "container:nope")]), &h);
     assert!(e.ends_with("joining network namespace of container: No such container: nope"), "{e}");
     let e = err(with_ann(fixture("nerdctl_default"), &[("network", "host")]), &h);
