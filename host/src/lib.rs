@@ -58,7 +58,11 @@ pub fn commit(bundle: &Path, filled: &Filled) -> Result<(), HostError> {
         match std::fs::hard_link(&spec, &orig) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(HostError::io("link", path_str(&orig), e)),
+            // File systems without hard links: fall back to an atomic copy.
+            Err(_) => {
+                let bytes = std::fs::read(&spec).map_err(|e| HostError::io("read", path_str(&spec), e))?;
+                fsutil::write_atomic(&orig, &bytes)?;
+            }
         }
     }
     let data = serde_json::to_vec(&filled.spec).map_err(|e| HostError::Invalid { path: path_str(&spec), msg: e.to_string() })?;

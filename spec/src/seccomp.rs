@@ -251,15 +251,27 @@ pub fn default_linux_seccomp(t: &Target) -> Value {
         if !keep(t, native, (gr.inc_arches, gr.inc_caps, gr.inc_min_kernel), (gr.exc_arches, gr.exc_caps, None)) {
             continue;
         }
+        // Built by hand (no `json!`): this runs on every Create and is the bulk of `fill`'s time.
         let mut m = Map::new();
-        m.insert("names".into(), Value::from(gr.names.to_vec()));
-        m.insert("action".into(), gr.action.into());
+        let names: Vec<Value> = gr.names.iter().map(|n| Value::String((*n).to_string())).collect();
+        m.insert("names".into(), Value::Array(names));
+        m.insert("action".into(), Value::String(gr.action.to_string()));
         if let Some(e) = gr.errno {
-            m.insert("errnoRet".into(), e.into());
+            m.insert("errnoRet".into(), Value::from(e));
         }
         if !gr.args.is_empty() {
-            let args: Vec<Value> = gr.args.iter().map(|(i, v, op)| json!({"index": i, "value": v, "valueTwo": 0, "op": op})).collect();
-            m.insert("args".into(), args.into());
+            let args: Vec<Value> = gr
+                .args
+                .iter()
+                .map(|(i, v, op)| {
+                    let mut a = Map::new();
+                    a.insert("index".into(), Value::from(*i));
+                    a.insert("value".into(), Value::from(*v));
+                    a.insert("op".into(), Value::String((*op).to_string()));
+                    Value::Object(a)
+                })
+                .collect();
+            m.insert("args".into(), Value::Array(args));
         }
         syscalls.push(Value::Object(m));
     }
