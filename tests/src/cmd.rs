@@ -73,6 +73,13 @@ pub fn run_cmd(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> Ou
 
 /// Like [`run_cmd`] but returns an error string instead of panicking on spawn failure or timeout.
 pub fn try_run_cmd(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> Result<Out, String> {
+    try_run_cmd_ex(cmd, stdin, Duration::ZERO, timeout)
+}
+
+/// Like [`try_run_cmd`], keeping stdin open `close_delay` after writing it. `ctr run` and
+/// `ctr task exec` (1.6) lose the EOF → CloseIO when stdin ends before the task exists (their
+/// `stdinCloser` has no closer yet), so input meant to end must end a little later.
+pub fn try_run_cmd_ex(cmd: &mut Command, stdin: Option<&[u8]>, close_delay: Duration, timeout: Duration) -> Result<Out, String> {
     let what = describe(cmd);
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
@@ -83,6 +90,9 @@ pub fn try_run_cmd(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -
         let data = data.to_vec();
         std::thread::spawn(move || {
             let _ = w.write_all(&data);
+            if !close_delay.is_zero() {
+                std::thread::sleep(close_delay);
+            }
         });
     }
     let out_buf = Arc::new(Mutex::new(Vec::new()));

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::cmd::{run_cmd, try_run_cmd, Out};
+use crate::cmd::{run_cmd, try_run_cmd, try_run_cmd_ex, Out};
 use crate::procs;
 use crate::Runtime;
 
@@ -59,6 +59,8 @@ pub struct RunOpts {
     pub flags: Vec<String>,
     /// Data fed to ctr's stdin (else /dev/null).
     pub stdin: Option<Vec<u8>>,
+    /// Keep ctr's stdin open this long after writing `stdin` (see [`crate::cmd::try_run_cmd_ex`]).
+    pub stdin_close_delay: Option<Duration>,
     pub timeout: Option<Duration>,
     /// Image instead of [`crate::IMAGE`].
     pub image: Option<String>,
@@ -75,8 +77,10 @@ impl RunOpts {
         self.flags.push(f.into());
         self
     }
+    /// Data for ctr's stdin, ended (EOF) one second after it was written.
     pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Self {
         self.stdin = Some(data.into());
+        self.stdin_close_delay = Some(Duration::from_secs(1));
         self
     }
     pub fn timeout(mut self, t: Duration) -> Self {
@@ -101,6 +105,8 @@ pub struct Containerd {
     child: Option<Child>,
     pid: i32,
     namespaces: Mutex<Vec<String>>,
+    /// (namespace, id) of every container run through this instance, for cleanup.
+    ids: Mutex<Vec<(String, String)>>,
     detached: bool,
     remove_dir: bool,
 }
@@ -139,6 +145,7 @@ impl Containerd {
             child: None,
             pid: 0,
             namespaces: Mutex::new(vec![ns.clone()]),
+            ids: Mutex::new(Vec::new()),
             detached: false,
             remove_dir,
         };
@@ -330,8 +337,18 @@ disabled_plugins = [{disabled}]
         run_cmd(self.ctr_command().args(["-n", &self.ns]).args(args), stdin, timeout)
     }
 
+    /// `ctr` in the default namespace; stdin ends `close_delay` after `stdin` was written.
+    #[track_caller]
+    pub fn ctr_stdin_delayed(&self, args: &[&str], stdin: &[u8], close_delay: Duration, timeout: Duration) -> Out {
+        match try_run_cmd_ex(self.ctr_command().args(["-n", &self.ns]).args(args), Some(stdin), close_delay, timeout) {
+            Ok(o) => o,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
     /// `ctr run` arguments for a container.
     pub fn run_args(&self, runtime: Runtime, id: &str, args: &[&str], opts: &RunOpts) -> Vec<String> {
+        self.track(&self.ns, id);
         let mut v: Vec<String> = vec!["run".into(), "--runtime".into(), runtime.name().into()];
         if opts.detach {
             v.push("-d".into());
@@ -346,12 +363,26 @@ disabled_plugins = [{disabled}]
         v
     }
 
+    /// Remembers a container id so that cleanup removes its shim socket even if containerd
+    /// already forgot it.
+    pub fn track(&self, ns: &str, id: &str) {
+        let mut ids = self.ids.lock().unwrap();
+        let k = (ns.to_string(), id.to_string());
+        if !ids.contains(&k) {
+            ids.push(k);
+        }
+    }
+
     /// `ctr run` in the default namespace.
     #[track_caller]
     pub fn run(&self, runtime: Runtime, id: &str, args: &[&str], opts: RunOpts) -> Out {
         let v = self.run_args(runtime, id, args, &opts);
         let v: Vec<&str> = v.iter().map(|s| s.as_str()).collect();
-        self.ctr_with(&v, opts.stdin.as_deref(), opts.timeout.unwrap_or(CTR_TIMEOUT))
+        let timeout = opts.timeout.unwrap_or(CTR_TIMEOUT);
+        match &opts.stdin {
+            Some(data) => self.ctr_stdin_delayed(&v, data, opts.stdin_close_delay.unwrap_or_default(), timeout),
+            None => self.ctr_with(&v, None, timeout),
+        }
     }
 
     /// `ctr run -d … ID sleep 100000` and returns the task's PID.
@@ -566,6 +597,7 @@ disabled_plugins = [{disabled}]
                     .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
                     .unwrap_or_default(),
             ),
+            ids: Mutex::new(Vec::new()),
             detached: false,
             remove_dir: st["remove_dir"].as_bool().unwrap_or(false),
             dir,
@@ -576,7 +608,7 @@ disabled_plugins = [{disabled}]
     pub fn cleanup(&mut self) {
         let namespaces = self.namespaces.lock().unwrap().clone();
         // Every (ns, id) this instance knows about: bundles and runc state.
-        let mut ids: Vec<(String, String)> = Vec::new();
+        let mut ids: Vec<(String, String)> = self.ids.lock().unwrap().clone();
         for ns in &namespaces {
             for d in [self.state.join("io.containerd.runtime.v2.task").join(ns), PathBuf::from("/run/containerd/runc").join(ns)] {
                 if let Ok(rd) = std::fs::read_dir(&d) {
