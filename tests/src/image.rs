@@ -194,3 +194,12 @@ pub fn image_tarball() -> &'static Path {
         path
     })
 }
+
+/// Unpacks the image's root filesystem into `dir` (for `ctr run --rootfs` / `--config` tests).
+pub fn extract_rootfs(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("create rootfs dir");
+    let layer = layer_tar();
+    let mut a = tar::Archive::new(&layer[..]);
+    a.set_preserve_permissions(true);
+    a.unpack(dir).expect("unpack rootfs");
+}
