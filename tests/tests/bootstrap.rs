@@ -1,0 +1,186 @@
+//! The shim binary driven directly, the way containerd invokes it (issue 2, item 1):
+//! `start`, `delete`, `-v`, `-info`, both stdin formats, task API v2 and v3 on one socket.
+
+use std::time::Duration;
+
+use dockerish_tests::shim_direct::DirectShim;
+use dockerish_tests::ttrpc_raw::{Client, TASK_V2, TASK_V3};
+use dockerish_tests::{pb, procs, runtime_tests, Containerd, Runtime};
+
+const T: Duration = Duration::from_secs(20);
+const FEATURES_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/features/Features";
+
+runtime_tests!(
+    start_prints_plain_address_then_shutdown_and_delete,
+    start_accepts_runc_options_on_stdin,
+    version_flag,
+);
+runtime_tests!(dockerish_only:
+    task_api_served_as_v2_and_v3,
+    start_accepts_runtimeoptions_on_stdin,
+    start_understands_bootstrap_params,
+    info_prints_runtime_info_with_runc_features,
+);
+
+/// Checks a plain-address reply: exactly `unix:///run/containerd/s/<hash>` (containerd reads
+/// stdout+stderr together, so nothing else may be printed), the `address` file, the socket.
+#[track_caller]
+fn check_plain_reply(s: &DirectShim, o: &dockerish_tests::Out) -> String {
+    assert_eq!(o.code(), 0, "start failed: stdout {:?} stderr {:?}", o.stdout, o.stderr);
+    assert!(o.stderr.trim().is_empty(), "start wrote to stderr (containerd would read it as part of the address): {:?}", o.stderr);
+    assert!(!o.pipes_held_open, "the daemon kept start's stdout/stderr open: containerd's CombinedOutput would hang");
+    let address = o.stdout.trim().to_string();
+    assert_eq!(address, format!("unix://{}", s.expected_socket().display()), "start reply");
+    assert_eq!(s.address_file().as_deref(), Some(address.as_str()), "address file in the bundle");
+    assert!(s.expected_socket().exists(), "socket missing");
+    assert_eq!(s.daemons().len(), 1, "exactly one daemon: {:?}", s.daemons());
+    address
+}
+
+#[track_caller]
+fn decode_delete_response(o: &dockerish_tests::Out) -> pb::Fields {
+    assert_eq!(o.code(), 0, "delete failed: {}", o.stderr);
+    let f = pb::decode(&o.stdout_bytes).unwrap_or_else(|e| panic!("delete stdout is not a DeleteResponse ({e}): {:?}", o.stdout));
+    assert_eq!(f.varint(2), Some(137), "DeleteResponse.exit_status: {f:?}");
+    assert!(f.msg(3).and_then(|t| t.varint(1)).unwrap_or(0) > 1_600_000_000, "DeleteResponse.exited_at: {f:?}");
+    f
+}
+
+/// `start` with empty stdin → plain address; Connect on `containerd.task.v2.Task`; Shutdown
+/// makes the daemon exit and remove its socket; `delete` prints a DeleteResponse (137).
+fn start_prints_plain_address_then_shutdown_and_delete(rt: Runtime) {
+    let c = Containerd::start();
+    let s = DirectShim::new(&c, rt);
+    let o = s.start(b"");
+    let address = check_plain_reply(&s, &o);
+    let daemon = s.daemons()[0].pid;
+
+    // A second `start` for the same id joins the running daemon: same address, no new process.
+    let o2 = s.start(b"");
+    assert_eq!(o2.stdout.trim(), address, "second start: {:?} {:?}", o2.stdout, o2.stderr);
+    assert_eq!(s.daemons().len(), 1, "second start spawned another daemon");
+
+    let mut cl = Client::connect(&address).expect("connect to the shim socket");
+    let (shim_pid, task_pid, _) = cl.connect_task(TASK_V2, &s.id).expect("Connect on containerd.task.v2.Task");
+    assert_eq!(shim_pid as i32, daemon, "Connect.shim_pid");
+    assert_eq!(task_pid, 0, "no task yet");
+    if rt == Runtime::RuncV2 {
+        // The Go shim 1.6 serves v2 only: validates that the raw client sees the difference.
+        assert!(cl.connect_task(TASK_V3, &s.id).is_err(), "Go shim 1.6 unexpectedly serves v3");
+    }
+    let _ = cl.shutdown(TASK_V2, &s.id, false);
+    drop(cl);
+    assert!(dockerish_tests::wait_until(T, || s.daemons().is_empty()), "daemon still running after Shutdown");
+    assert!(dockerish_tests::wait_until(T, || !s.expected_socket().exists()), "socket left after Shutdown");
+    assert!(procs::zombies_of(&[daemon]).is_empty());
+
+    if rt == Runtime::RuncV2 {
+        // The Go shim's `delete` needs the `runtime` file its Create writes; ours must cope
+        // with a bundle whose task was never created (a shim that died early).
+        std::fs::write(s.bundle.join("runtime"), "runc").unwrap();
+    }
+    decode_delete_response(&s.delete());
+    assert!(s.daemons().is_empty(), "delete started a daemon");
+}
+
+/// containerd 1.6–2.2 put `containerd.runc.v1.Options` (here: empty, i.e. only a type URL)
+/// on `start`'s stdin.
+fn start_accepts_runc_options_on_stdin(rt: Runtime) {
+    let c = Containerd::start();
+    let s = DirectShim::new(&c, rt);
+    let any = pb::any("containerd.runc.v1.Options", b"").into_bytes();
+    let o = s.start(&any);
+    check_plain_reply(&s, &o);
+}
+
+/// `-v` prints a version and exits 0 without any other flag.
+fn version_flag(rt: Runtime) {
+    let c = Containerd::start();
+    let s = DirectShim::new(&c, rt);
+    let o = s.version();
+    assert_eq!(o.code(), 0, "{}", o.stderr);
+    let name = if rt.is_dockerish() { "dockerish" } else { "containerd-shim-runc-v2" };
+    assert!(o.stdout.contains(name), "-v output: {:?}", o.stdout);
+    assert!(o.stdout.chars().any(|ch| ch.is_ascii_digit()), "-v without a version number: {:?}", o.stdout);
+}
+
+/// One socket serves the task API as `containerd.task.v2.Task` (1.6, 1.7, 2.x bridge) and
+/// `containerd.task.v3.Task` (2.x), the same implementation behind both.
+fn task_api_served_as_v2_and_v3(rt: Runtime) {
+    let c = Containerd::start();
+    let s = DirectShim::new(&c, rt);
+    let address = check_plain_reply(&s, &s.start(b""));
+    let daemon = s.daemons()[0].pid as u64;
+    let mut cl = Client::connect(&address).unwrap();
+    let v2 = cl.connect_task(TASK_V2, &s.id).expect("Connect v2");
+    let v3 = cl.connect_task(TASK_V3, &s.id).expect("Connect v3");
+    assert_eq!(v2.0, daemon);
+    assert_eq!(v3.0, daemon);
+    // State of an unknown task: the same error on both names.
+    let req = pb::Msg::new().str(1, "no-such-task").into_bytes();
+    let e2 = cl.call(TASK_V2, "State", &req).expect_err("State of unknown task v2");
+    let e3 = cl.call(TASK_V3, "State", &req).expect_err("State of unknown task v3");
+    assert_eq!(e2.to_string(), e3.to_string());
+    assert!(cl.call("containerd.task.v9.Task", "Connect", &pb::Msg::new().str(1, &s.id).into_bytes()).is_err());
+    cl.shutdown(TASK_V3, &s.id, false).ok();
+    drop(cl);
+    assert!(dockerish_tests::wait_until(T, || s.daemons().is_empty()), "daemon still running after Shutdown (v3)");
+    assert!(dockerish_tests::wait_until(T, || !s.expected_socket().exists()), "socket left after Shutdown");
+}
+
+/// CRI sends `runtimeoptions.v1.Options{type_url=1, config_path=2, config_body=3}`.
+fn start_accepts_runtimeoptions_on_stdin(rt: Runtime) {
+    let c = Containerd::start();
+    let s = DirectShim::new(&c, rt);
+    let cfg = c.dir.join("dockerish.toml");
+    std::fs::write(&cfg, "").unwrap();
+    let opts = pb::Msg::new().str(1, "io.containerd.dockerish.v1.Config").str(2, &cfg.to_string_lossy()).into_bytes();
+    let any = pb::any("runtimeoptions.v1.Options", &opts).into_bytes();
+    check_plain_reply(&s, &s.start(&any));
+}
+
+/// containerd 2.3 sends `BootstrapParams` (identity = flags) and expects a `BootstrapResult`
+/// protobuf back, not ending in whitespace.
+fn start_understands_bootstrap_params(rt: Runtime) {
+    let c = Containerd::start();
+    let s = DirectShim::new(&c, rt);
+    let opts = pb::Msg::new().str(2, "/nonexistent/dockerish.toml");
+    let ext = pb::any("runtimeoptions.v1.Options", &opts.0);
+    let params = s.bootstrap_params(&[ext]);
+    let o = s.start(&params);
+    assert_eq!(o.code(), 0, "start with BootstrapParams failed: {:?} {:?}", o.stdout, o.stderr);
+    assert!(o.stderr.is_empty(), "stderr: {:?}", o.stderr);
+    let raw = &o.stdout_bytes;
+    assert!(!raw.is_empty() && !raw.last().unwrap().is_ascii_whitespace(), "BootstrapResult ends in whitespace (containerd trims it)");
+    let r = pb::decode(raw).unwrap_or_else(|e| panic!("reply is not a BootstrapResult ({e}): {:?}", o.stdout));
+    let version = r.varint(1).unwrap_or(0);
+    assert!(version == 2 || version == 3, "BootstrapResult.version {version}");
+    let address = r.string(2).unwrap_or_default();
+    assert!(address.starts_with("unix:///"), "BootstrapResult.address {address:?}");
+    assert_eq!(r.string(3).as_deref(), Some("ttrpc"), "BootstrapResult.protocol");
+    assert_eq!(s.address_file().as_deref(), Some(address.as_str()), "address file");
+    let mut cl = Client::connect(&address).unwrap();
+    let svc = if version == 3 { TASK_V3 } else { TASK_V2 };
+    cl.connect_task(svc, &s.id).expect("Connect");
+}
+
+/// `-info`: a RuntimeInfo with `runc features` as `features`.
+fn info_prints_runtime_info_with_runc_features(rt: Runtime) {
+    let c = Containerd::start();
+    let s = DirectShim::new(&c, rt);
+    let o = s.info(b"");
+    assert_eq!(o.code(), 0, "-info failed: {}", o.stderr);
+    let info = pb::decode(&o.stdout_bytes).unwrap_or_else(|e| panic!("-info output is not a RuntimeInfo ({e}): {:?}", o.stdout));
+    let name = info.string(1).unwrap_or_default();
+    assert!(name.contains("dockerish"), "RuntimeInfo.name {name:?}");
+    let features = info.msg(4).expect("RuntimeInfo.features");
+    assert_eq!(features.string(1).as_deref(), Some(FEATURES_TYPE));
+    let ours: serde_json::Value = serde_json::from_slice(features.bytes(2).unwrap_or_default()).expect("features JSON");
+    let runc = std::process::Command::new("runc").arg("features").output().expect("runc features");
+    let theirs: serde_json::Value = serde_json::from_slice(&runc.stdout).expect("runc features JSON");
+    assert_eq!(ours["ociVersionMax"], theirs["ociVersionMax"], "features differ from `runc features`");
+    assert_eq!(ours["mountOptions"], theirs["mountOptions"]);
+    // With runc options on stdin too.
+    let any = pb::any("containerd.runc.v1.Options", b"").into_bytes();
+    assert_eq!(s.info(&any).code(), 0);
+}
