@@ -355,7 +355,7 @@ impl Service {
             stdio::attach_console(master, paths, &mut io).map_err(io_err)?;
             Ok(io)
         } else {
-            let (child, io) = stdio::setup_pipes(paths, &self.monitor, id, &self.namespace).map_err(io_err)?;
+            let (child, io) = stdio::setup_pipes(paths, &self.monitor, id, &self.namespace).await.map_err(io_err)?;
             let args = args(None);
             let argv: Vec<&str> = args.iter().map(String::as_str).collect();
             runc.run(name, &argv, child).await.map_err(|e| status(Code::UNKNOWN, e.to_string()))?;
@@ -632,8 +632,10 @@ impl Task for Service {
         let c = self.get(&req.id)?;
         let mut c = c.lock().await;
         let p = c.proc_mut(&req.exec_id)?;
+        // Like the Go shim: resizing a process without a terminal (or one that already exited
+        // and closed it; `ctr run -t` resizes right after Start) is a no-op.
         let Some(master) = &p.io.console else {
-            return Err(status(Code::FAILED_PRECONDITION, "the process has no terminal"));
+            return Ok(Empty::new());
         };
         stdio::resize(master, req.width, req.height).map_err(|e| status(Code::INTERNAL, format!("resize: {e}")))?;
         Ok(Empty::new())

@@ -113,6 +113,18 @@ fn open_fifo_rw(what: &'static str, path: &Path) -> Result<OwnedFd, StdioError> 
         .map_err(|source| StdioError::Open { what, path: path.display().to_string(), source })
 }
 
+/// Opens the stdin FIFO read-only and non-blocking. Until a writer has connected, epoll
+/// reports nothing (not even HUP), so no spurious EOF; once the client closes its end we see
+/// EOF and close the process's stdin — ctr often closes the FIFO without calling CloseIO.
+fn open_stdin_fifo(path: &Path) -> Result<OwnedFd, StdioError> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map(OwnedFd::from)
+        .map_err(|source| StdioError::Open { what: "stdin", path: path.display().to_string(), source })
+}
+
 /// Handles the shim keeps for a running process's IO.
 #[derive(Default)]
 pub struct ProcessIo {
@@ -164,7 +176,7 @@ impl Drop for ProcessIo {
 }
 
 /// Builds the fds runc gets for a non-terminal process, and starts the copiers.
-pub fn setup_pipes(
+pub async fn setup_pipes(
     paths: &StdioPaths,
     monitor: &Monitor,
     container_id: &str,
@@ -174,7 +186,7 @@ pub fn setup_pipes(
     let mut child = ChildStdio::default();
 
     if !paths.stdin.is_empty() {
-        let fifo = open_fifo_rw("stdin", Path::new(&paths.stdin))?;
+        let fifo = open_stdin_fifo(Path::new(&paths.stdin))?;
         let (r, w) = cloexec_pipe().map_err(|source| StdioError::Open { what: "stdin pipe", path: paths.stdin.clone(), source })?;
         child.stdin = Some(r);
         let (tx, rx) = oneshot::channel();
@@ -186,7 +198,7 @@ pub fn setup_pipes(
     let stderr = parse_target("stderr", &paths.stderr)?;
     match (&stdout, &stderr) {
         (Target::Binary { path, args }, _) => {
-            let (out_w, err_w) = start_logger(path, args, monitor, container_id, namespace)?;
+            let (out_w, err_w) = start_logger(path, args, monitor, container_id, namespace).await?;
             child.stdout = Some(out_w);
             child.stderr = Some(err_w);
         }
@@ -264,7 +276,7 @@ async fn copy_output(pipe_r: OwnedFd, fifo: OwnedFd) {
 
 /// containerd's logging-binary protocol: fd 3 = stdout, fd 4 = stderr, fd 5 = closed (or
 /// written to) when the driver is ready; CONTAINER_ID / CONTAINER_NAMESPACE in the env.
-fn start_logger(
+async fn start_logger(
     path: &Path,
     args: &[(String, String)],
     monitor: &Monitor,
@@ -292,7 +304,7 @@ fn start_logger(
             // Move sources out of the 3..5 range first so the dup2s cannot clobber each other.
             let mut tmp = [0; 3];
             for (i, fd) in fds.iter().enumerate() {
-                let t = libc::fcntl(*fd, libc::F_DUPFD, 10);
+                let t = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10);
                 if t < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -309,23 +321,13 @@ fn start_logger(
     monitor.spawn_detached(&mut cmd).map_err(|e| lerr(e.to_string()))?;
     drop(cmd);
     drop((out_r, err_r, ready_w));
-    // Wait (bounded) for the driver to say it is ready: it closes or writes to fd 5.
-    let mut ready = std::fs::File::from(ready_r);
-    let _ = nix::fcntl::fcntl(ready.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    // Wait (bounded) for the driver to say it is ready: a byte or EOF on fd 5.
+    let mut ready = pipe::Receiver::from_owned_fd(ready_r).map_err(|e| lerr(e.to_string()))?;
     let mut b = [0u8; 1];
-    loop {
-        use std::io::Read;
-        match ready.read(&mut b) {
-            Ok(_) => break,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if std::time::Instant::now() > deadline {
-                    return Err(lerr("did not signal readiness on fd 5 within 10s".into()));
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) => return Err(lerr(e.to_string())),
-        }
+    match tokio::time::timeout(Duration::from_secs(10), ready.read(&mut b)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(lerr(format!("reading its readiness pipe: {e}"))),
+        Err(_) => return Err(lerr("did not close or write to fd 5 within 10s (children holding fd 5 open count as not ready)".into())),
     }
     Ok((out_w, err_w))
 }
@@ -398,7 +400,7 @@ fn next_seq() -> u64 {
 pub fn attach_console(master: OwnedFd, paths: &StdioPaths, io: &mut ProcessIo) -> Result<(), StdioError> {
     let dup = |f: &OwnedFd| f.try_clone().map_err(|e| StdioError::Console(e.to_string()));
     if !paths.stdin.is_empty() {
-        let fifo = open_fifo_rw("stdin", Path::new(&paths.stdin))?;
+        let fifo = open_stdin_fifo(Path::new(&paths.stdin))?;
         let w = dup(&master)?;
         let (tx, rx) = oneshot::channel();
         io.close_stdin = Some(tx);
