@@ -138,6 +138,21 @@ pub struct DaemonConfig {
     pub readonly_paths: Vec<String>,
 }
 
+/// Every key of dockerish.toml, in the order deploy/dockerish.toml documents them.
+pub const CONFIG_KEYS: &[&str] = &[
+    "exec-opts", "cgroup-parent", "default-ulimits", "userns-remap", "seccomp-profile", "no-new-privileges",
+    "default-shm-size", "default-ipc-mode", "default-cgroupns-mode", "init", "init-path", "default-init",
+    "selinux-enabled", "cpu-rt-period", "cpu-rt-runtime", "rootless", "features", "containerd-namespace",
+    "containerd-plugin-namespace", "runc-binary", "runc-root", "systemd-cgroup", "policy", "annotation-prefix",
+    "annotation-policy", "allow-policy-annotation", "default-capabilities", "apparmor-profile",
+    "apparmor-load-default", "seccomp-profile-root", "cgroup-scope-prefix", "name-resolution", "shm-root",
+    "masked-paths", "readonly-paths",
+];
+
+/// Keys that arrive from a CRI runtime `options` table (containerd 1.7+ config_body): runc's
+/// field names for the same settings, and containerd's own generic keys.
+pub const CRI_OPTION_KEYS: &[&str] = &["BinaryName", "Root", "SystemdCgroup", "TypeUrl", "ConfigPath"];
+
 /// Docker's masked paths (table 4.2), sorted.
 pub const DEFAULT_MASKED_PATHS: &[&str] = &[
     "/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
@@ -258,6 +273,11 @@ impl DaemonConfig {
     }
 
     fn set(&mut self, key: &str, v: &Value) -> Result<(), SpecError> {
+        // CONFIG_KEYS is the single list of documented keys (deploy/dockerish.toml is checked
+        // against it); the CamelCase forms are the names containerd's CRI options table uses.
+        if !CONFIG_KEYS.contains(&key) && !CRI_OPTION_KEYS.contains(&key) {
+            return Err(SpecError::config(key, "unknown key"));
+        }
         let k = key;
         match key {
             "exec-opts" => {

@@ -18,7 +18,7 @@ mod rules;
 pub mod seccomp;
 pub mod testing;
 
-pub use config::{AnnotationPolicy, CgroupDriver, DaemonConfig, Origin, Policy, SystemdCgroup};
+pub use config::{AnnotationPolicy, CgroupDriver, DaemonConfig, Origin, Policy, SystemdCgroup, CONFIG_KEYS};
 pub use error::{HostError, SpecError};
 pub use mountinfo::{parse_mountinfo, MountInfo};
 pub use serde_json::Value;

@@ -773,3 +773,18 @@ fn fill_is_fast() {
     eprintln!("fill: {per:?} per call");
     assert!(per < std::time::Duration::from_millis(20), "{per:?}");
 }
+
+/// deploy/dockerish.toml documents every key at its default value: parsing it must give the
+/// defaults, and every key the parser knows must appear in it (commented out where a value
+/// cannot state the default).
+#[test]
+fn deploy_example_config_is_complete_and_default() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/dockerish.toml");
+    let text = std::fs::read_to_string(path).expect("deploy/dockerish.toml");
+    let parsed = dockerish_spec::DaemonConfig::from_toml(&text).expect("example parses");
+    assert_eq!(parsed, dockerish_spec::DaemonConfig::default());
+    for key in dockerish_spec::CONFIG_KEYS {
+        let set = text.lines().any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} =")));
+        assert!(set, "deploy/dockerish.toml does not document {key:?}");
+    }
+}
