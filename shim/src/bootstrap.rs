@@ -68,7 +68,7 @@ fn bundle_dir(flags: &Flags) -> Result<PathBuf, BootstrapError> {
 fn write_address(bundle: &Path, address: &str) -> Result<(), BootstrapError> {
     let path = bundle.join("address");
     let tmp = bundle.join(".address.tmp");
-    std::fs::write(&tmp, address).map_err(io_err("write", &tmp))?;
+    crate::fsutil::write_private(&tmp, address.as_bytes()).map_err(io_err("write", &tmp))?;
     std::fs::rename(&tmp, &path).map_err(io_err("rename", &path))
 }
 

@@ -80,7 +80,7 @@ impl Plan {
         let s = SavedState { runc_binary: runc.binary.clone(), runc_root: runc.root.clone(), systemd_cgroup: runc.systemd_cgroup };
         let path = bundle.join(STATE_FILE);
         let json = serde_json::to_vec(&s).map_err(|e| e.to_string())?;
-        std::fs::write(&path, json).map_err(|e| format!("write {}: {e}", path.display()))
+        crate::fsutil::write_private(&path, &json).map_err(|e| format!("write {}: {e}", path.display()))
     }
 }
 

@@ -374,7 +374,7 @@ impl Service {
         let n = self.next_seq();
         let spec_file = c.bundle.join(format!(".exec-{n}.json"));
         let pid_file = c.bundle.join(format!(".exec-{n}.pid"));
-        std::fs::write(&spec_file, &spec).map_err(|e| status(Code::INTERNAL, format!("write {}: {e}", spec_file.display())))?;
+        crate::fsutil::write_private(&spec_file, &spec).map_err(|e| status(Code::INTERNAL, format!("write {}: {e}", spec_file.display())))?;
         let (spec_s, pid_s, id) = (spec_file.to_string_lossy().into_owned(), pid_file.to_string_lossy().into_owned(), c.id.clone());
         let result = self
             .run_with_stdio(&c.runc, &paths, &c.id, |console| {
@@ -656,7 +656,7 @@ impl Task for Service {
         };
         serde_json::from_slice::<serde_json::Value>(&res.value).map_err(|e| status(Code::INVALID_ARGUMENT, format!("update: resources are not valid JSON: {e}")))?;
         let file = c.bundle.join(format!(".update-{}.json", self.next_seq()));
-        std::fs::write(&file, &res.value).map_err(|e| status(Code::INTERNAL, format!("write {}: {e}", file.display())))?;
+        crate::fsutil::write_private(&file, &res.value).map_err(|e| status(Code::INTERNAL, format!("write {}: {e}", file.display())))?;
         let f = file.to_string_lossy().into_owned();
         let r = c.runc.run("update", &["update", "--resources", &f, &req.id], ChildStdio::default()).await;
         let _ = std::fs::remove_file(&file);

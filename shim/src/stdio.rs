@@ -49,13 +49,17 @@ enum Target {
 }
 
 fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
+        // Work on bytes: slicing the str could split a multi-byte character and panic.
+        if b[i] == b'%' {
+            if let (Some(h), Some(l)) = (b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+                out.push(h << 4 | l);
                 i += 3;
                 continue;
             }
@@ -486,5 +490,8 @@ mod tests {
         let e = parse_target("stdout", "http://x/y").unwrap_err().to_string();
         assert!(e.contains("http://x/y") && e.contains("stdout"), "{e}");
         assert!(parse_target("stderr", "file://relative").is_err());
+        // Multi-byte characters after '%' and a trailing '%' must not panic.
+        assert_eq!(percent_decode("/a%é%"), "/a%é%");
+        assert_eq!(percent_decode("/x%4"), "/x%4");
     }
 }
