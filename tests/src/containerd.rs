@@ -164,6 +164,15 @@ impl Containerd {
         c
     }
 
+    /// A container id unique on the machine: `<base>-<ns>`. Shims may put every container in a
+    /// cgroup named after its id alone (Docker's `/docker/<id>`), so ids must not repeat across
+    /// tests running at the same time. Leaked on purpose (tests are short-lived) for `&'static str`.
+    pub fn id(&self, base: &str) -> &'static str {
+        let id = format!("{base}-{}", self.ns);
+        self.track(&self.ns, &id);
+        Box::leak(id.into_boxed_str())
+    }
+
     /// The `PATH` the daemon runs with.
     pub fn daemon_path(&self) -> String {
         if let Some(p) = &self.opts.path {
@@ -501,7 +510,7 @@ disabled_plugins = [{disabled}]
                 v.push(format!("mount {} still present", m.display()));
             }
         }
-        for cg in procs::cgroups_of(ns, id) {
+        for cg in procs::cgroups_named(id) {
             v.push(format!("cgroup {} still exists", cg.display()));
         }
         let b = self.bundle(ns, id);
@@ -652,6 +661,9 @@ disabled_plugins = [{disabled}]
         procs::unmount_all_under(&self.dir);
         for (ns, id) in &ids {
             let _ = std::fs::remove_file(procs::shim_socket(&self.grpc, ns, id));
+            for cg in procs::cgroups_named(id) {
+                let _ = std::fs::remove_dir(cg);
+            }
         }
         for ns in &namespaces {
             let root = PathBuf::from("/run/containerd/runc").join(ns);

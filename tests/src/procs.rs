@@ -180,6 +180,36 @@ pub fn cgroups_of(ns: &str, id: &str) -> Vec<PathBuf> {
     v
 }
 
+/// Cgroup directories named after container `id` (`<id>` or systemd's `*-<id>.scope`) up to
+/// three levels below `/sys/fs/cgroup`: `/sys/fs/cgroup/memory/<ns>/<id>` (ctr's default),
+/// `/sys/fs/cgroup/memory/docker/<id>` (Docker's), `/sys/fs/cgroup/docker/<id>` (v2)…
+/// Container ids must be unique on the machine for this to mean anything (see `Containerd::id`).
+pub fn cgroups_named(id: &str) -> Vec<PathBuf> {
+    let scope = format!("-{id}.scope");
+    let mut found = Vec::new();
+    let mut level = vec![PathBuf::from("/sys/fs/cgroup")];
+    for _ in 0..3 {
+        let mut next = Vec::new();
+        for d in &level {
+            let Ok(rd) = std::fs::read_dir(d) else { continue };
+            for e in rd.flatten() {
+                if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    continue;
+                }
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name == id || name.ends_with(&scope) {
+                    found.push(e.path());
+                } else {
+                    next.push(e.path());
+                }
+            }
+        }
+        level = next;
+    }
+    found
+}
+
 /// Removes the (empty) cgroup directories of a namespace: `<ns>/<id>` first, then `<ns>`.
 pub fn remove_cgroups_of_ns(ns: &str) {
     let root = Path::new("/sys/fs/cgroup");

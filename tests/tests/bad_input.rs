@@ -60,22 +60,24 @@ fn invalid_spec_is_refused_cleanly(rt: Runtime) {
     let spec = spec_with(&c, &rootfs, |s| {
         s["linux"]["namespaces"].as_array_mut().unwrap().push(serde_json::json!({"type": "bogus"}));
     });
-    let o = c.ctr(&["run", "--runtime", rt.name(), "--config", &spec.to_string_lossy(), "badspec"]);
+    let id = c.id("badspec");
+    let o = c.ctr(&["run", "--runtime", rt.name(), "--config", &spec.to_string_lossy(), id]);
     let msg = o.expect_err();
     assert_clear_error(&msg, &["namespace", "bogus"]);
-    assert_nothing_left(&c, "badspec");
+    assert_nothing_left(&c, id);
     // The same daemon still runs good containers.
-    let o = c.run(rt, "good", &["true"], dockerish_tests::RunOpts::rm());
+    let o = c.run(rt, c.id("good"), &["true"], dockerish_tests::RunOpts::rm());
     assert_eq!(o.code(), 0, "{}", o.stderr);
 }
 
 /// `ctr run --rootfs /does/not/exist`: a clear error naming the rootfs.
 fn missing_rootfs_is_refused_cleanly(rt: Runtime) {
     let c = Containerd::start();
-    let o = c.ctr(&["run", "--runtime", rt.name(), "--rootfs", "/nonexistent/dockerish-rootfs", "norootfs", "sh"]);
+    let id = c.id("norootfs");
+    let o = c.ctr(&["run", "--runtime", rt.name(), "--rootfs", "/nonexistent/dockerish-rootfs", id, "sh"]);
     let msg = o.expect_err();
     assert_clear_error(&msg, &["rootfs", "no such file"]);
-    assert_nothing_left(&c, "norootfs");
+    assert_nothing_left(&c, id);
 }
 
 /// containerd (and so the shim) runs with a PATH where `runc` does not exist.
@@ -89,10 +91,11 @@ fn missing_runc_binary_is_refused_cleanly(rt: Runtime) {
         std::os::unix::fs::symlink(target, dir.path().join(name)).unwrap();
     }
     let c = Containerd::start_with(Options { path: Some(dir.path().to_string_lossy().into_owned()), ..Options::default() });
-    let o = c.run(rt, "norunc", &["true"], dockerish_tests::RunOpts::rm());
+    let id = c.id("norunc");
+    let o = c.run(rt, id, &["true"], dockerish_tests::RunOpts::rm());
     let msg = o.expect_err();
     assert_clear_error(&msg, &["runc"]);
-    assert_nothing_left(&c, "norunc");
+    assert_nothing_left(&c, id);
 }
 
 /// `start` with runtime options of a type nobody knows: non-zero exit with the type in the
@@ -131,7 +134,7 @@ fn garbage_config_json_is_refused_cleanly(rt: Runtime) {
     assert_eq!(o.code(), 0, "delete after failed create: {}", o.stderr);
     assert!(!procs::runc_state(&s.ns, &s.id).exists(), "runc state left");
     assert!(procs::mounts_under(&s.bundle).is_empty(), "mounts left");
-    assert!(procs::cgroups_of(&s.ns, &s.id).is_empty(), "cgroups left");
+    assert!(procs::cgroups_named(&s.id).is_empty(), "cgroups left");
     assert!(
         dockerish_tests::wait_until(Duration::from_secs(5), || !s.expected_socket().exists()),
         "socket left behind after Shutdown"

@@ -22,26 +22,27 @@ runtime_tests!(dockerish_only: checkpoint_is_refused_cleanly);
 fn run_rm_output_exit_code_and_events(rt: Runtime) {
     let c = Containerd::start();
     let ev = Events::watch(&c, &c.ns);
-    let o = c.run(rt, "hello", &["sh", "-c", "echo out; echo err >&2; exit 3"], RunOpts::rm());
+    let id = c.id("hello");
+    let o = c.run(rt, id, &["sh", "-c", "echo out; echo err >&2; exit 3"], RunOpts::rm());
     assert_eq!(o.code(), 3, "exit code; stderr: {}", o.stderr);
     assert_eq!(o.stdout, "out\n");
     assert!(o.stderr.contains("err"), "stderr: {:?}", o.stderr);
-    ev.expect("/tasks/delete", "hello", T);
-    let events = ev.task_events("hello");
+    ev.expect("/tasks/delete", id, T);
+    let events = ev.task_events(id);
     let topics: Vec<&str> = events.iter().map(|e| e.topic.as_str()).collect();
     assert_eq!(topics, ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"], "{events:#?}");
     let exit = &events[2];
     assert_eq!(exit.num("exit_status"), 3);
     assert!(exit.num("pid") > 0, "exit event without pid: {}", exit.raw);
     assert_eq!(events[3].num("exit_status"), 3, "delete event: {}", events[3].raw);
-    c.assert_no_leftovers("hello");
+    c.assert_no_leftovers(id);
 }
 
 /// State, Pids, Exec (attached and detached), Pause/Resume, Kill --all, Delete, with events.
 fn task_api_exec_pause_kill_all(rt: Runtime) {
     let c = Containerd::start();
     let ev = Events::watch(&c, &c.ns);
-    let id = "api";
+    let id = c.id("api");
     let pid = c.run_sleeper(rt, id);
     assert_eq!(c.task_status(id).as_deref(), Some("RUNNING"));
     assert_eq!(ev.expect("/tasks/start", id, T).num("pid") as i32, pid);
@@ -97,13 +98,13 @@ fn exit_codes_exact(rt: Runtime) {
     let c = Containerd::start();
     let ev = Events::watch(&c, &c.ns);
     for code in [0, 1, 255] {
-        let id = format!("exit{code}");
+        let id = c.id(&format!("exit{code}"));
         let o = c.run(rt, &id, &["sh", "-c", &format!("exit {code}")], RunOpts::rm());
         assert_eq!(o.code(), code, "ctr run exit code; stderr: {}", o.stderr);
         let e = ev.expect("/tasks/exit", &id, T);
         assert_eq!(e.num("exit_status"), code as u64, "{}", e.raw);
     }
-    let id = "sig";
+    let id = c.id("sig");
     c.run_sleeper(rt, id);
     for (sig, name) in [(15, "TERM"), (10, "USR1"), (9, "KILL")] {
         let eid = format!("x{sig}");
@@ -123,7 +124,7 @@ fn exit_codes_exact(rt: Runtime) {
 /// subreaper), and every one of them is reaped.
 fn shim_is_subreaper_and_reaps(rt: Runtime) {
     let c = Containerd::start();
-    let id = "reaper";
+    let id = c.id("reaper");
     let pid = c.run_sleeper(rt, id);
     let shim = c.shim_pid(id).expect("shim process");
     let init = procs::read_proc(pid).expect("init process");
@@ -152,12 +153,12 @@ fn shim_is_subreaper_and_reaps(rt: Runtime) {
 /// cgroup or bundle left.
 fn nothing_left_after_task_rm_and_container_rm(rt: Runtime) {
     let c = Containerd::start();
-    let id = "leak";
+    let id = c.id("leak");
     let pid = c.run_sleeper(rt, id);
     // Everything exists while running.
     let shim = c.shim_pid(id).expect("shim running");
     assert!(procs::shim_socket(&c.grpc, &c.ns, id).exists() || std::fs::read_to_string(c.bundle(&c.ns, id).join("address")).is_ok());
-    assert!(!procs::cgroups_of(&c.ns, id).is_empty(), "container cgroup not found under /sys/fs/cgroup/*/{}/{id}", c.ns);
+    assert!(!procs::cgroups_named(id).is_empty(), "container cgroup named {id} not found under /sys/fs/cgroup");
     assert!(!procs::mounts_under(&c.bundle(&c.ns, id)).is_empty(), "rootfs not mounted");
     c.ctr(&["task", "kill", "-s", "SIGKILL", id]).expect_ok();
     assert!(c.wait_status(id, "STOPPED", T));
@@ -166,9 +167,10 @@ fn nothing_left_after_task_rm_and_container_rm(rt: Runtime) {
     c.assert_no_leftovers(id);
     assert!(!procs::alive(shim) && !procs::alive(pid));
     // And with ctr run --rm.
-    let o = c.run(rt, "leak2", &["true"], RunOpts::rm());
+    let id2 = c.id("leak2");
+    let o = c.run(rt, id2, &["true"], RunOpts::rm());
     assert_eq!(o.code(), 0, "{}", o.stderr);
-    c.assert_no_leftovers("leak2");
+    c.assert_no_leftovers(id2);
 }
 
 /// A shim killed with SIGKILL: containerd runs `shim delete`, which must kill the container,
@@ -176,7 +178,7 @@ fn nothing_left_after_task_rm_and_container_rm(rt: Runtime) {
 fn dead_shim_is_cleaned_up_by_delete(rt: Runtime) {
     let c = Containerd::start();
     let ev = Events::watch(&c, &c.ns);
-    let id = "orphan";
+    let id = c.id("orphan");
     let pid = c.run_sleeper(rt, id);
     let shim = c.shim_pid(id).expect("shim");
     procs::kill(shim, libc::SIGKILL);
@@ -201,7 +203,7 @@ fn dead_shim_is_cleaned_up_by_delete(rt: Runtime) {
 /// the shim socket, as containerd would), visible in the cgroup and in Stats.
 fn update_resources_and_metrics(rt: Runtime) {
     let c = Containerd::start();
-    let id = "upd";
+    let id = c.id("upd");
     c.run_sleeper(rt, id);
     let address = std::fs::read_to_string(c.bundle(&c.ns, id).join("address")).expect("address file");
     let mut cl = ttrpc_raw::Client::connect(address.trim()).expect("connect shim socket");
@@ -217,7 +219,7 @@ fn update_resources_and_metrics(rt: Runtime) {
     assert_eq!(j["pids"]["limit"].as_u64(), Some(321), "pids limit in metrics: {j}");
     let usage = j["memory"]["usage"]["usage"].as_u64().or(j["memory"]["usage"].as_u64()).unwrap_or(0);
     assert!(usage > 0, "memory usage in metrics: {j}");
-    for cg in procs::cgroups_of(&c.ns, id) {
+    for cg in procs::cgroups_named(id) {
         let f = cg.join("memory.limit_in_bytes");
         if f.exists() {
             assert_eq!(std::fs::read_to_string(f).unwrap().trim(), limit.to_string());
@@ -231,7 +233,7 @@ fn update_resources_and_metrics(rt: Runtime) {
 /// Checkpoint is not supported: a clear error, and the task keeps running.
 fn checkpoint_is_refused_cleanly(rt: Runtime) {
     let c = Containerd::start();
-    let id = "ckpt";
+    let id = c.id("ckpt");
     c.run_sleeper(rt, id);
     let o = c.ctr(&["task", "checkpoint", id]);
     if !o.ok() {

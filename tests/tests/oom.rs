@@ -11,18 +11,19 @@ runtime_tests!(oom_killed_container_reports_task_oom_and_137);
 fn oom_killed_container_reports_task_oom_and_137(rt: Runtime) {
     let c = Containerd::start();
     let ev = Events::watch(&c, &c.ns);
+    let id = c.id("oom");
     let o = c.run(
         rt,
-        "oom",
+        id,
         &["sh", "-c", "x=a; while :; do x=$x$x; done"],
         RunOpts::rm().flag("--memory-limit").flag("8388608").timeout(Duration::from_secs(60)),
     );
     assert_eq!(o.code(), 137, "exit code of the OOM-killed container; stderr: {}", o.stderr);
-    ev.expect("/tasks/oom", "oom", T);
-    let exit = ev.expect("/tasks/exit", "oom", T);
+    ev.expect("/tasks/oom", id, T);
+    let exit = ev.expect("/tasks/exit", id, T);
     assert_eq!(exit.num("exit_status"), 137);
-    ev.expect("/tasks/delete", "oom", T);
-    let topics = ev.task_topics("oom");
+    ev.expect("/tasks/delete", id, T);
+    let topics = ev.task_topics(id);
     let oom_at = topics.iter().position(|t| t == "/tasks/oom").unwrap();
     let exit_at = topics.iter().position(|t| t == "/tasks/exit").unwrap();
     if rt.is_dockerish() {
@@ -30,5 +31,5 @@ fn oom_killed_container_reports_task_oom_and_137(rt: Runtime) {
         // does not guarantee that order, ours must.
         assert!(oom_at < exit_at, "/tasks/oom must come before /tasks/exit: {topics:?}");
     }
-    c.assert_no_leftovers("oom");
+    c.assert_no_leftovers(id);
 }

@@ -20,7 +20,7 @@ fn containerd_stopped_and_restarted(rt: Runtime) {
 /// Tasks stay RUNNING across a containerd restart; kill, exec and exit events still work.
 fn survive_restart(rt: Runtime, sig: i32) {
     let mut c = Containerd::start();
-    let id = "survivor";
+    let id = c.id("survivor");
     let pid = c.run_sleeper(rt, id);
     c.ctr(&["task", "exec", "-d", "--exec-id", "bg", id, "sleep", "100000"]).expect_ok();
     let shim = c.shim_pid(id).expect("shim");

@@ -29,29 +29,31 @@ fn ctr_cmd(c: &Containerd, args: &[&str]) -> Command {
 /// on the terminal reaches the container, the exit code comes back.
 fn terminal_run_resize_and_input(rt: Runtime) {
     let c = Containerd::start();
+    let id = c.id("tty1");
     let cmd = ctr_cmd(
         &c,
-        &["run", "-t", "--rm", "--runtime", rt.name(), IMAGE, "tty1", "sh", "-c", "sleep 1; tty; stty size; [ -t 0 ] && echo STDIN-IS-TTY"],
+        &["run", "-t", "--rm", "--runtime", rt.name(), IMAGE, id, "sh", "-c", "sleep 1; tty; stty size; [ -t 0 ] && echo STDIN-IS-TTY"],
     );
     let o = run_in_pty(cmd, 37, 111, None, T);
     assert_eq!(o.code, 0, "ctr run -t failed: {}", o.output);
     assert!(o.output.contains("/dev/pts/"), "no pty in the container: {:?}", o.output);
     assert!(o.output.contains("37 111"), "console size not applied: {:?}", o.output);
     assert!(o.output.contains("STDIN-IS-TTY"), "{:?}", o.output);
-    c.assert_no_leftovers("tty1");
+    c.assert_no_leftovers(id);
 
     // Interactive shell: type commands on the terminal.
-    let cmd = ctr_cmd(&c, &["run", "-t", "--rm", "--runtime", rt.name(), IMAGE, "tty2", "sh"]);
+    let id = c.id("tty2");
+    let cmd = ctr_cmd(&c, &["run", "-t", "--rm", "--runtime", rt.name(), IMAGE, id, "sh"]);
     let o = run_in_pty(cmd, 24, 80, Some((b"echo typed-$((6*7))\nexit 5\n", Duration::from_millis(1500))), T);
     assert!(o.output.contains("typed-42"), "typed command did not run: {:?}", o.output);
     assert_eq!(o.code, 5, "exit code of the interactive shell: {:?}", o.output);
-    c.assert_no_leftovers("tty2");
+    c.assert_no_leftovers(id);
 }
 
 /// `ctr task exec -t`: an exec with its own console and size.
 fn terminal_exec_resize(rt: Runtime) {
     let c = Containerd::start();
-    let id = "ttyexec";
+    let id = c.id("ttyexec");
     c.run_sleeper(rt, id);
     let cmd = ctr_cmd(&c, &["task", "exec", "-t", "--exec-id", "t1", id, "sh", "-c", "sleep 1; stty size; tty; exit 3"]);
     let o = run_in_pty(cmd, 20, 60, None, T);
@@ -67,13 +69,14 @@ fn terminal_exec_resize(rt: Runtime) {
 fn stdin_eof_closes_io(rt: Runtime) {
     let c = Containerd::start();
     let input = "hello\nworld\n".repeat(1000);
-    let o = c.run(rt, "cat", &["cat"], RunOpts::rm().stdin(input.clone()).timeout(T));
+    let id = c.id("catstdin");
+    let o = c.run(rt, id, &["cat"], RunOpts::rm().stdin(input.clone()).timeout(T));
     assert_eq!(o.code(), 0, "{}", o.stderr);
     assert_eq!(o.stdout.len(), input.len(), "cat output length");
     assert_eq!(o.stdout, input);
-    c.assert_no_leftovers("cat");
+    c.assert_no_leftovers(id);
 
-    let id = "stdinexec";
+    let id = c.id("stdinexec");
     c.run_sleeper(rt, id);
     let o = c.ctr_stdin_delayed(&["task", "exec", "--exec-id", "wc", id, "wc", "-c"], b"12345", Duration::from_secs(1), T);
     assert_eq!(o.code(), 0, "{}", o.stderr);
@@ -86,16 +89,17 @@ fn stdin_eof_closes_io(rt: Runtime) {
 fn log_uri_file(rt: Runtime) {
     let c = Containerd::start();
     let log = c.dir.join("file-log.txt");
+    let id = c.id("flog");
     let o = c.run(
         rt,
-        "flog",
+        id,
         &["sh", "-c", "echo to-out; echo to-err >&2; exit 4"],
         RunOpts::rm().flag("--log-uri").flag(format!("file://{}", log.display())),
     );
     assert_eq!(o.code(), 4, "{}", o.stderr);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(text.contains("to-out") && text.contains("to-err"), "log file content: {text:?}");
-    c.assert_no_leftovers("flog");
+    c.assert_no_leftovers(id);
 }
 
 /// `--log-uri binary:///…`: the logger gets stdout on fd 3, stderr on fd 4, signals readiness
@@ -111,27 +115,29 @@ fn log_uri_binary(rt: Runtime) {
     )
     .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let id = c.id("blog");
     let o = c.run(
         rt,
-        "blog",
+        id,
         &["sh", "-c", "echo to-out; echo to-err >&2; exit 6"],
         RunOpts::rm().flag("--log-uri").flag(format!("binary://{}?tag=x", script.display())),
     );
     assert_eq!(o.code(), 6, "{}", o.stderr);
-    let read = |ext: &str| std::fs::read_to_string(dir.join(format!("blog.{ext}"))).unwrap_or_default();
+    let read = |ext: &str| std::fs::read_to_string(dir.join(format!("{id}.{ext}"))).unwrap_or_default();
     assert!(dockerish_tests::wait_until(T, || read("out") == "to-out\n" && read("err") == "to-err\n"), "logger got out={:?} err={:?}", read("out"), read("err"));
     assert!(read("env").starts_with(&c.ns), "logger env: {:?}", read("env"));
-    c.assert_no_leftovers("blog");
+    c.assert_no_leftovers(id);
 }
 
 /// 2.2 MB through the stdout fifo, then exit: ctr receives every byte.
 fn output_fully_delivered_through_fifos(rt: Runtime) {
     let c = Containerd::start();
-    let o = c.run(rt, "big", &["sh", "-c", "yes 0123456789 | head -n 200000; echo END; exit 2"], RunOpts::rm().timeout(T));
+    let id = c.id("big");
+    let o = c.run(rt, id, &["sh", "-c", "yes 0123456789 | head -n 200000; echo END; exit 2"], RunOpts::rm().timeout(T));
     assert_eq!(o.code(), 2, "{}", o.stderr);
     assert_eq!(o.stdout_bytes.len(), 200000 * 11 + 4, "stdout bytes");
     assert!(o.stdout.ends_with("END\n"));
-    c.assert_no_leftovers("big");
+    c.assert_no_leftovers(id);
 }
 
 /// With a `file://` log, the whole output is in the file when `/tasks/exit` is published.
@@ -139,19 +145,20 @@ fn output_flushed_before_task_exit(rt: Runtime) {
     let c = Containerd::start();
     let ev = Events::watch(&c, &c.ns);
     let log = c.dir.join("flush.txt");
+    let id = c.id("flush");
     c.run(
         rt,
-        "flush",
+        id,
         &["sh", "-c", "sleep 0.5; yes 0123456789 | head -n 100000; echo END"],
         RunOpts::detach().flag("--log-uri").flag(format!("file://{}", log.display())),
     )
     .expect_ok();
     let size_at_exit = {
-        ev.expect("/tasks/exit", "flush", T);
+        ev.expect("/tasks/exit", id, T);
         std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0)
     };
     assert_eq!(size_at_exit, 100000 * 11 + 4, "log file size when /tasks/exit arrived");
-    c.ctr(&["task", "rm", "flush"]).expect_ok();
-    c.ctr(&["container", "rm", "flush"]).expect_ok();
-    c.assert_no_leftovers("flush");
+    c.ctr(&["task", "rm", id]).expect_ok();
+    c.ctr(&["container", "rm", id]).expect_ok();
+    c.assert_no_leftovers(id);
 }

@@ -64,7 +64,7 @@ fn run_execs(c: &Containerd, id: &str, range: std::ops::Range<usize>, workers: u
 /// its thread and fd counts stay flat, nothing is left unreaped.
 fn execs_with_stdin_leave_shim_flat(rt: Runtime) {
     let c = Containerd::start();
-    let id = "stress";
+    let id = c.id("stress");
     let init = c.run_sleeper(rt, id);
     let shim = c.shim_pid(id).expect("shim");
     let errors = run_execs(&c, id, 0..30, 2);
@@ -101,7 +101,7 @@ fn many_containers_in_parallel(rt: Runtime) {
     let c = Containerd::start();
     let ev = Events::watch(&c, &c.ns);
     let n = 12;
-    let ids: Vec<String> = (0..n).map(|i| format!("many{i}")).collect();
+    let ids: Vec<String> = (0..n).map(|i| c.id(&format!("many{i}")).to_string()).collect();
     std::thread::scope(|s| {
         for id in &ids {
             let c = &c;
