@@ -1361,9 +1361,14 @@ impl<'a> Ctx<'a> {
             added_user = true;
             self.note("MT-4", format!("tmpfs {}", t.destination));
         }
+        // After the loop every mount at a --tmpfs destination is the user's own, even where its
+        // (destination, type) looks like a base mount (`--read-only --tmpfs /run` is the classic
+        // Docker pattern: that /run must stay writable and count as a user mount).
+        let user_tmpfs: Vec<String> = self.s.tmpfs.iter().flatten().map(|t| t.destination.clone()).collect();
+        let is_base = |m: &Value| is_default_mount(m) && !user_tmpfs.iter().any(|d| d == dest(m));
         if added_user {
             // MT-3: base mounts first in their order, user mounts stably by depth.
-            let (base, mut user): (Vec<Value>, Vec<Value>) = mounts.into_iter().partition(is_default_mount);
+            let (base, mut user): (Vec<Value>, Vec<Value>) = mounts.into_iter().partition(|m| is_base(m));
             user.sort_by_key(|m| parse::path_depth(dest(m)));
             mounts = base.into_iter().chain(user).collect();
         }
@@ -1394,7 +1399,7 @@ impl<'a> Ctx<'a> {
             let root = obj(&mut self.spec, &["root"])?;
             let was = root.get("readonly") == Some(&Value::Bool(true));
             root.insert("readonly".into(), true.into());
-            for m in mounts.iter_mut().filter(|m| is_default_mount(m) || dest(m) == "/sbin/docker-init") {
+            for m in mounts.iter_mut().filter(|m| is_base(m) || dest(m) == "/sbin/docker-init") {
                 if !matches!(dest(m), "/proc" | "/dev/pts" | "/dev/shm" | "/dev/mqueue" | "/dev") {
                     set_ro(m, true);
                 }

@@ -678,6 +678,21 @@ fn ro_1_read_only_rootfs() {
 }
 
 #[test]
+fn ro_1_read_only_keeps_user_tmpfs_at_run_writable() {
+    // `--read-only --tmpfs /run`: the user's /run looks like containerd's base /run tmpfs by
+    // (destination, type) but is a user mount: RO-1 must not make it ro.
+    let f = ctr(&[("read-only", "true"), ("tmpfs", "[\"/run:exec\",\"/tmp\"]")]);
+    let run = mount(&f.spec, "/run").expect("/run tmpfs");
+    let o = run["options"].as_array().unwrap();
+    assert!(!o.contains(&json!("ro")), "user /run tmpfs became ro: {run}");
+    assert!(o.contains(&json!("exec")) && !o.contains(&json!("noexec")), "{run}");
+    assert!(mount(&f.spec, "/sys").unwrap()["options"].as_array().unwrap().contains(&json!("ro")));
+    // MT-3: user mounts after the base ones.
+    let dests: Vec<&str> = f.spec["mounts"].as_array().unwrap().iter().map(|m| m["destination"].as_str().unwrap()).collect();
+    assert_eq!(&dests[dests.len() - 2..], ["/run", "/tmp"], "{dests:?}");
+}
+
+#[test]
 fn init_1_docker_init() {
     let mut h = FakeHost::default();
     h.paths.insert("/usr/libexec/docker/docker-init".into());
