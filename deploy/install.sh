@@ -40,6 +40,9 @@ while [ $# -gt 0 ]; do
   shift
 done
 
+# containerd resolves ConfigPath as given: make it absolute.
+case "$shim_config" in /*) ;; *) shim_config="$PWD/$shim_config" ;; esac
+
 # Prints the config file with our block removed.
 strip_block() {
   awk -v b="$begin" -v e="$end" '$0==b{skip=1; next} $0==e{skip=0; next} !skip' "$1"
@@ -56,7 +59,8 @@ config_version() {
   echo "$v"
 }
 
-# The runtime table, from the same snippet files the README shows (one source of truth).
+# The runtime table, from the same snippet files the README shows (one source of truth), with
+# ConfigPath pointing at --shim-config. $2 = the config without our block.
 runtime_block() {
   local snippet
   case "$1" in
@@ -65,7 +69,16 @@ runtime_block() {
     *) die "$config: config version $1 is not supported (use version 2 or 3)" ;;
   esac
   echo "$begin"
-  grep -v '^[[:space:]]*#' "$snippet" | grep -v '^version' | sed '/^[[:space:]]*$/d'
+  # containerd 1.6/1.7 decode the `runtimes` table over the built-in defaults by REPLACING the
+  # map: a config that declares no runtime at all (Debian's default config.toml) would lose the
+  # built-in `runc` handler, and the CRI plugin then refuses to load ("no corresponding runtime
+  # configured in `containerd.runtimes` for `containerd` `default_runtime_name = "runc"`").
+  # Declare the default handler too in that case (same values as containerd's default).
+  if [ "$1" = 2 ] && ! printf '%s\n' "$2" | grep -q 'containerd\.runtimes\.[^]]*\]'; then
+    printf '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]\n  runtime_type = "io.containerd.runc.v2"\n'
+  fi
+  grep -v '^[[:space:]]*#' "$snippet" | grep -v '^version' | sed '/^[[:space:]]*$/d' \
+    | sed "s|^\([[:space:]]*ConfigPath[[:space:]]*=[[:space:]]*\)[\"'].*[\"']|\1\"$shim_config\"|"
   echo "$end"
 }
 
@@ -109,7 +122,7 @@ install)
   fi
   tmp=$(mktemp "$config.XXXXXX")
   trap 'rm -f "$tmp"' EXIT
-  { printf '%s\n' "$stripped"; echo; runtime_block "$version"; } > "$tmp"
+  { printf '%s\n' "$stripped"; echo; runtime_block "$version" "$stripped"; } > "$tmp"
   if command -v containerd >/dev/null; then
     containerd --config "$tmp" config dump >/dev/null 2>&1 || die "the edited config would not parse: $config left unchanged"
   fi

@@ -38,7 +38,12 @@ fn install_is_idempotent_and_uninstall_restores_config_v2() {
     let dumped = dump(d.path());
     assert!(dumped.contains("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.dockerish]"), "{dumped}");
     assert!(dumped.contains("runtime_type = \"io.containerd.dockerish.v2\""), "{dumped}");
-    assert!(dumped.contains("ConfigPath = \"/etc/containerd/dockerish.toml\""), "{dumped}");
+    // ConfigPath follows --shim-config.
+    let shim_config = format!("ConfigPath = \"{}\"", d.path().join("dockerish.toml").display());
+    assert!(dumped.contains(&shim_config), "{dumped}");
+    // The file declared no runtime: containerd 1.6 would replace its built-in `runc` handler with
+    // ours and the CRI plugin would not load; the block declares the default handler too.
+    assert!(dumped.contains("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]"), "{dumped}");
     // The user's own CRI settings survive (the reason for editing in place).
     assert!(dumped.contains("registry.local/pause:3.9"), "{dumped}");
     assert!(d.path().join("bin/containerd-shim-dockerish-v2").exists());
@@ -72,4 +77,17 @@ fn install_refuses_a_foreign_dockerish_table_and_leaves_the_file_alone() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("already defines a 'dockerish' runtime"));
     assert_eq!(std::fs::read_to_string(d.path().join("config.toml")).unwrap(), original);
+}
+
+#[test]
+fn install_keeps_an_existing_runtimes_table_as_is() {
+    let d = tempfile::tempdir().unwrap();
+    let original = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  default_runtime_name = \"crun\"\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.crun]\n  runtime_type = \"io.containerd.runc.v2\"\n";
+    std::fs::write(d.path().join("config.toml"), original).unwrap();
+    let o = install(d.path(), &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(d.path().join("config.toml")).unwrap();
+    assert!(!text.contains("runtimes.runc]"), "a config with its own runtimes gets no runc table: {text}");
+    let dumped = dump(d.path());
+    assert!(dumped.contains("runtimes.crun]") && dumped.contains("runtimes.dockerish]"), "{dumped}");
 }
