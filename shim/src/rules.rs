@@ -84,6 +84,60 @@ impl Plan {
     }
 }
 
+/// The container's process before and after the rules, so execs can follow the container.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessDelta {
+    orig: serde_json::Map<String, serde_json::Value>,
+    filled: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Process fields Docker gives an exec from its container (daemon/exec_linux.go): security
+/// settings and identity. Args, env, cwd and terminal always come from the exec request.
+const EXEC_INHERITED: &[&str] = &["capabilities", "rlimits", "noNewPrivileges", "apparmorProfile", "selinuxLabel", "oomScoreAdj", "user"];
+
+impl ProcessDelta {
+    /// Reads `config.json.orig` (what the client wrote) and `config.json` (what runc ran).
+    pub fn load(bundle: &Path) -> ProcessDelta {
+        let process = |name: &str| -> serde_json::Map<String, serde_json::Value> {
+            std::fs::read(bundle.join(name))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|mut v| v.get_mut("process").map(serde_json::Value::take))
+                .and_then(|p| match p {
+                    serde_json::Value::Object(m) => Some(m),
+                    _ => None,
+                })
+                .unwrap_or_default()
+        };
+        let filled = process("config.json");
+        let orig = if bundle.join("config.json.orig").exists() { process("config.json.orig") } else { filled.clone() };
+        ProcessDelta { orig, filled }
+    }
+
+    /// Clients (ctr, CRI ExecSync, kubectl exec) build an exec's process from the container
+    /// spec they stored, i.e. the spec before our rules. Every inherited field the client left
+    /// exactly as in that spec is replaced by the container's filled value, so an exec gets the
+    /// same capabilities, rlimits, user and no_new_privs as the container; a field the client
+    /// set on purpose (`ctr task exec --user`) is kept.
+    pub fn apply(&self, exec: &mut serde_json::Value) {
+        let Some(p) = exec.as_object_mut() else { return };
+        for key in EXEC_INHERITED {
+            let (o, f) = (self.orig.get(*key), self.filled.get(*key));
+            if o == f || p.get(*key) != o {
+                continue;
+            }
+            match f {
+                Some(v) => {
+                    p.insert(key.to_string(), v.clone());
+                }
+                None => {
+                    p.remove(*key);
+                }
+            }
+        }
+    }
+}
+
 pub fn load_state(bundle: &Path) -> Option<SavedState> {
     serde_json::from_slice(&std::fs::read(bundle.join(STATE_FILE)).ok()?).ok()
 }
@@ -91,4 +145,33 @@ pub fn load_state(bundle: &Path) -> Option<SavedState> {
 /// Undoes the host side effects recorded for this bundle (idempotent).
 pub fn undo(bundle: &Path) -> Result<(), String> {
     dockerish_host::undo_actions_from_bundle(bundle).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn delta(orig: serde_json::Value, filled: serde_json::Value) -> ProcessDelta {
+        ProcessDelta { orig: orig.as_object().unwrap().clone(), filled: filled.as_object().unwrap().clone() }
+    }
+
+    #[test]
+    fn exec_follows_the_filled_container_where_the_client_left_defaults() {
+        let d = delta(
+            json!({"noNewPrivileges": true, "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}], "user": {"uid": 0, "gid": 0}}),
+            json!({"user": {"uid": 1000, "gid": 1000, "additionalGids": [1000, 2000]}}),
+        );
+        let mut exec = json!({"args": ["sh"], "noNewPrivileges": true, "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}], "user": {"uid": 0, "gid": 0}});
+        d.apply(&mut exec);
+        assert_eq!(exec, json!({"args": ["sh"], "user": {"uid": 1000, "gid": 1000, "additionalGids": [1000, 2000]}}));
+    }
+
+    #[test]
+    fn exec_keeps_what_the_client_chose() {
+        let d = delta(json!({"user": {"uid": 0, "gid": 0}}), json!({"user": {"uid": 1000, "gid": 1000}}));
+        let mut exec = json!({"user": {"uid": 5, "gid": 5}});
+        d.apply(&mut exec);
+        assert_eq!(exec["user"], json!({"uid": 5, "gid": 5}));
+    }
 }

@@ -64,6 +64,8 @@ struct Container {
     oom: OomState,
     oom_task: Option<tokio::task::JoinHandle<()>>,
     rootfs_mounted: bool,
+    /// What the rules changed in the container's process, for its execs.
+    delta: rules::ProcessDelta,
 }
 
 impl Container {
@@ -313,6 +315,7 @@ impl Service {
             oom: OomState::default(),
             oom_task: None,
             rootfs_mounted,
+            delta: rules::ProcessDelta::load(&bundle),
         };
         c.oom_task = self.watch_oom(&c);
         self.track(&mut c, "", pid).await;
@@ -621,7 +624,10 @@ impl Task for Service {
             return Err(status(Code::ALREADY_EXISTS, format!("exec {:?} already exists", req.exec_id)));
         }
         let spec = req.spec.as_ref().map(|a| a.value.clone()).unwrap_or_default();
-        serde_json::from_slice::<serde_json::Value>(&spec).map_err(|e| status(Code::INVALID_ARGUMENT, format!("exec {:?}: process spec is not valid JSON: {e}", req.exec_id)))?;
+        let mut process = serde_json::from_slice::<serde_json::Value>(&spec)
+            .map_err(|e| status(Code::INVALID_ARGUMENT, format!("exec {:?}: process spec is not valid JSON: {e}", req.exec_id)))?;
+        c.delta.apply(&mut process);
+        let spec = serde_json::to_vec(&process).map_err(|e| status(Code::INTERNAL, e.to_string()))?;
         let paths = StdioPaths { stdin: req.stdin.clone(), stdout: req.stdout.clone(), stderr: req.stderr.clone(), terminal: req.terminal };
         c.execs.insert(req.exec_id.clone(), Proc::new(State::Registered(Registered), paths, spec));
         self.publisher.publish(Event::ExecAdded(TaskExecAdded { container_id: req.id.clone(), exec_id: req.exec_id.clone(), ..Default::default() }));

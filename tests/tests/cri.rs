@@ -511,8 +511,11 @@ fn pod_lifecycle_through_the_cri_plugin() {
     let (code, out, err) = cri.exec(&app, &["cat", "/proc/1/limits"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(nofile_of(&out), "1234", "app's init through ExecSync");
-    // Not asserted: processes started by ExecSync get containerd's stored (unfilled) process
-    // spec, so `ulimit -n` in an exec shows the inherited limit, not 1234 (known shim gap).
+    // An ExecSync process follows its container, as `docker exec` does: CRI builds it from the
+    // stored (unfilled) spec and the shim carries the container's filled rlimits over.
+    let (code, out, err) = cri.exec(&app, &["sh", "-c", "ulimit -n"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "1234", "an exec in app gets app's rlimits");
     assert_eq!(nofile_of(&limits(app_pid)), "1234", "app's init from the host");
     // CRI writes no rlimits: the others inherit containerd's.
     let inherited = nofile_of(&limits(c.pid()));
