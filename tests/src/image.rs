@@ -173,7 +173,6 @@ pub fn build_image_tarball() -> Vec<u8> {
     for (digest, data) in [(&manifest_digest, &manifest), (&config_digest, &config), (&layer_digest, &layer)] {
         add(&format!("blobs/sha256/{}", digest.trim_start_matches("sha256:")), data);
     }
-    drop(add);
     b.into_inner().unwrap()
 }
 

@@ -22,7 +22,7 @@ impl Msg {
     }
     /// Varint field (int32/int64/uint32/uint64/bool/enum). Negative int32/int64 use 10 bytes.
     pub fn uint(mut self, field: u32, v: u64) -> Self {
-        varint(&mut self.0, ((field as u64) << 3) | 0);
+        varint(&mut self.0, (field as u64) << 3);
         varint(&mut self.0, v);
         self
     }

@@ -99,9 +99,9 @@ fn exit_codes_exact(rt: Runtime) {
     let ev = Events::watch(&c, &c.ns);
     for code in [0, 1, 255] {
         let id = c.id(&format!("exit{code}"));
-        let o = c.run(rt, &id, &["sh", "-c", &format!("exit {code}")], RunOpts::rm());
+        let o = c.run(rt, id, &["sh", "-c", &format!("exit {code}")], RunOpts::rm());
         assert_eq!(o.code(), code, "ctr run exit code; stderr: {}", o.stderr);
-        let e = ev.expect("/tasks/exit", &id, T);
+        let e = ev.expect("/tasks/exit", id, T);
         assert_eq!(e.num("exit_status"), code as u64, "{}", e.raw);
     }
     let id = c.id("sig");
