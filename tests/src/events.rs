@@ -173,3 +173,19 @@ impl Drop for Events {
         let _ = self.child.wait();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Event;
+
+    #[test]
+    fn parses_ctr_events_lines() {
+        let e = Event::parse(r#"2026-11-23 17:10:01.314390284 +0000 UTC t1-2 /tasks/exit {"container_id":"a","id":"a","pid":12,"exit_status":137,"exited_at":"2026-11-23T17:10:01Z"}"#).unwrap();
+        assert_eq!((e.namespace.as_str(), e.topic.as_str(), e.container()), ("t1-2", "/tasks/exit", "a"));
+        assert_eq!((e.num("pid"), e.num("exit_status")), (12, 137));
+        let e = Event::parse(r#"2026-11-23 17:10:01.3 +0000 UTC t1-2 /tasks/exit {"container_id":"a","id":"a","pid":12}"#).unwrap();
+        assert_eq!(e.num("exit_status"), 0, "Go omits zero values");
+        let e = Event::parse(r#"2026-11-23 17:10:01.3 +0000 UTC t1-2 /tasks/exec-added {"container_id":"a","exec_id":"e1"}"#).unwrap();
+        assert_eq!((e.container(), e.str("exec_id")), ("a", "e1"));
+    }
+}

@@ -202,3 +202,29 @@ pub fn extract_rootfs(dir: &Path) {
     a.set_preserve_permissions(true);
     a.unpack(dir).expect("unpack rootfs");
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn image_layout_is_consistent_and_reproducible() {
+        let a = super::build_image_tarball();
+        assert_eq!(a, super::build_image_tarball(), "tarball not reproducible");
+        let mut ar = tar::Archive::new(&a[..]);
+        let mut files = std::collections::HashMap::new();
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            files.insert(e.path().unwrap().to_string_lossy().into_owned(), data);
+        }
+        let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
+        let digest = index["manifests"][0]["digest"].as_str().unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&files[&format!("blobs/sha256/{}", &digest[7..])]).unwrap();
+        for d in [&manifest["config"]["digest"], &manifest["layers"][0]["digest"]] {
+            let blob = &files[&format!("blobs/sha256/{}", &d.as_str().unwrap()[7..])];
+            assert_eq!(format!("sha256:{}", super::sha256_hex(blob)), d.as_str().unwrap());
+        }
+        assert_eq!(index["manifests"][0]["annotations"]["io.containerd.image.name"], super::IMAGE);
+    }
+}

@@ -150,7 +150,7 @@ impl Drop for DirectShim<'_> {
         let _ = std::fs::remove_file(self.expected_socket());
         let _ = Command::new("runc")
             .arg("--root")
-            .arg(procs::runc_state(&self.ns, "").parent().unwrap().join(&self.ns))
+            .arg(PathBuf::from("/run/containerd/runc").join(&self.ns))
             .args(["delete", "--force", &self.id])
             .output();
         procs::unmount_all_under(&self.bundle);
