@@ -500,9 +500,42 @@ impl<'a> Ctx<'a> {
             CgroupDriver::Systemd => format!("{parent}:{}:{}", self.cfg.cgroup_scope_prefix, self.id),
             CgroupDriver::Cgroupfs => parse::join_path(&parent, self.id),
         };
+        if driver == CgroupDriver::Cgroupfs {
+            self.refuse_busy_cgroup(&path)?;
+        }
         if path != current {
             obj(&mut self.spec, &["linux"])?.insert("cgroupsPath".into(), path.clone().into());
             self.note("CG-1", format!("cgroupsPath {path}"));
+        }
+        Ok(())
+    }
+
+    /// CG-1 guard (not Docker's: dockerd has one namespace and 64-hex ids). `/docker/<id>` drops
+    /// containerd's namespace from the path, so the same id in two namespaces would silently
+    /// share one cgroup (merged limits, mixed stats, `kill --all` reaching the other container).
+    /// Refuse a cgroup that already holds processes instead.
+    fn refuse_busy_cgroup(&self, path: &str) -> Result<(), SpecError> {
+        let Some(rel) = path.strip_prefix('/') else {
+            return Ok(()); // relative: runc resolves it against its own cgroup
+        };
+        let procs = if self.host.cgroup_v2() {
+            format!("/sys/fs/cgroup/{rel}/cgroup.procs")
+        } else {
+            format!("/sys/fs/cgroup/pids/{rel}/cgroup.procs")
+        };
+        let busy = self
+            .host
+            .read_host_file(&procs)
+            .map_err(|source| SpecError::Host { rule: "CG-1", source })?
+            .is_some_and(|p| !p.trim().is_empty());
+        if busy {
+            return Err(SpecError::Rule {
+                rule: "CG-1",
+                msg: format!(
+                    "cgroup {path:?} already holds the processes of another container (the same id in another containerd namespace?): choose another id, or set cgroup-parent (annotation {}cgroup-parent or config cgroup-parent)",
+                    self.cfg.annotation_prefix
+                ),
+            });
         }
         Ok(())
     }

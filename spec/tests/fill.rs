@@ -192,6 +192,22 @@ fn cg_1_cgroupfs_parent_from_annotation_and_cleaning() {
 }
 
 #[test]
+fn cg_1_refuses_a_cgroup_that_holds_another_containers_processes() {
+    let mut h = FakeHost::default();
+    h.host_files.insert("/sys/fs/cgroup/pids/docker/test/cgroup.procs".into(), "4242\n".into());
+    let e = err(fixture("ctr_default"), &h);
+    assert!(e.contains("cgroup \"/docker/test\" already holds the processes of another container"), "{e}");
+    // An existing but empty cgroup (a container that exited) is fine.
+    h.host_files.insert("/sys/fs/cgroup/pids/docker/test/cgroup.procs".into(), "".into());
+    assert!(run(fixture("ctr_default"), &h).is_ok());
+    // cgroup v2 looks at the unified hierarchy.
+    let mut h = FakeHost::default();
+    h.cgroup_v2 = true;
+    h.host_files.insert("/sys/fs/cgroup/docker/test/cgroup.procs".into(), "1\n".into());
+    assert!(err(fixture("ctr_default"), &h).contains("already holds"));
+}
+
+#[test]
 fn cg_2_auto_systemd_on_v2_with_systemd() {
     let mut h = FakeHost::default();
     h.cgroup_v2 = true;
