@@ -48,7 +48,8 @@ fn run_execs(c: &Containerd, id: &str, range: std::ops::Range<usize>, workers: u
         for _ in 0..workers {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= range.end {
+                // Stop early once it is clearly broken: each hung exec costs a full deadline.
+                if i >= range.end || errors.lock().unwrap().len() >= 5 {
                     break;
                 }
                 if let Err(e) = one_exec(c, id, i) {
@@ -76,7 +77,7 @@ fn execs_with_stdin_leave_shim_flat(rt: Runtime) {
     let started = Instant::now();
     let errors = run_execs(&c, id, 30..30 + n, 4);
     let took = started.elapsed();
-    assert!(errors.is_empty(), "{} of {n} execs failed, first ones: {:#?}", errors.len(), &errors[..errors.len().min(5)]);
+    assert!(errors.is_empty(), "execs failed (stopped after {} failures of {n}): {:#?}", errors.len(), &errors[..errors.len().min(5)]);
 
     // Let exits and stdio copies settle, then compare.
     let settled = dockerish_tests::wait_until(Duration::from_secs(10), || {
