@@ -111,8 +111,11 @@ impl Runc {
         last
     }
 
+    /// Starts a Create with an empty log. runc appends to `--log` but would create it 0644;
+    /// its messages name paths and arguments, so the file is created owner-only here.
     pub fn clear_log(&self) {
         let _ = std::fs::remove_file(&self.log);
+        let _ = crate::fsutil::write_private(&self.log, b"");
     }
 }
 

@@ -292,6 +292,11 @@ impl Service {
                 }, "create")
                 .await?;
             let pid = read_pid(&pid_file).map_err(|e| status(Code::INTERNAL, e))?;
+            // runc writes the pid file 0644; everything the shim leaves in the bundle is owner-only.
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&pid_file, std::fs::Permissions::from_mode(0o600));
+            }
             Ok::<_, ttrpc::Error>((runc, paths, io, pid))
         }
         .await;
