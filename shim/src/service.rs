@@ -156,12 +156,12 @@ impl Service {
 
     async fn apply_exit(&self, c: &mut Container, exec_id: &str, exit: Exit) {
         let is_init = exec_id.is_empty();
-        if is_init {
-            // containerd wants the OOM event before the exit (containerd#12714).
-            if let Some(cg) = &c.cgroup {
-                if c.oom.take_new(cg) {
-                    self.publisher.publish(Event::Oom(TaskOOM { container_id: c.id.clone(), ..Default::default() }));
-                }
+        // containerd wants the OOM event before the exit (containerd#12714). Checked on every
+        // exit, execs included: the v1 notifier fires before the kernel counts the kill, so
+        // the watcher can miss a kill that the victim's exit then reveals.
+        if let Some(cg) = &c.cgroup {
+            if c.oom.take_new(cg) {
+                self.publisher.publish(Event::Oom(TaskOOM { container_id: c.id.clone(), ..Default::default() }));
             }
         }
         let cid = c.id.clone();
@@ -217,8 +217,14 @@ impl Service {
                 if n <= 0 {
                     return;
                 }
-                if oom.take_new(&cg) {
-                    publisher.publish(Event::Oom(TaskOOM { container_id: id.clone(), ..Default::default() }));
+                // cgroup v1 signals when the cgroup hits its limit, before the OOM killer has
+                // picked and counted a victim: give the counter a moment to move.
+                for _ in 0..20 {
+                    if oom.take_new(&cg) {
+                        publisher.publish(Event::Oom(TaskOOM { container_id: id.clone(), ..Default::default() }));
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
                 }
             }
         }))
