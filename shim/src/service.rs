@@ -182,7 +182,9 @@ impl Service {
             exited_at: Some(timestamp(exit.at)).into(),
             ..Default::default()
         }));
-        let _ = p.exited.send(next.stopped());
+        // send_replace, not send: with no Wait subscribed yet, send() drops the value and a
+        // later Wait would block forever on a process that already exited.
+        p.exited.send_replace(next.stopped());
         if is_init {
             if let Some(t) = c.oom_task.take() {
                 t.abort();

@@ -247,7 +247,10 @@ fn output_fd(what: &'static str, t: &Target, io: &mut ProcessIo) -> Result<Optio
 }
 
 async fn copy_stdin(fifo: OwnedFd, pipe_w: OwnedFd, mut close: oneshot::Receiver<()>) {
-    let (Ok(mut src), Ok(mut dst)) = (pipe::Receiver::from_owned_fd_unchecked(fifo), pipe::Sender::from_owned_fd(pipe_w)) else {
+    // Unchecked: the destination is a pipe or, for terminals, the pty master; unchecked also
+    // means tokio leaves the mode alone, and a blocking write would stall the whole shim.
+    let _ = nix::fcntl::fcntl(pipe_w.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+    let (Ok(mut src), Ok(mut dst)) = (pipe::Receiver::from_owned_fd_unchecked(fifo), pipe::Sender::from_owned_fd_unchecked(pipe_w)) else {
         return;
     };
     let mut buf = vec![0u8; 16 * 1024];
@@ -408,7 +411,8 @@ pub fn attach_console(master: OwnedFd, paths: &StdioPaths, io: &mut ProcessIo) -
         let w = dup(&master)?;
         let (tx, rx) = oneshot::channel();
         io.close_stdin = Some(tx);
-        io.stdin_task = Some(tokio::spawn(copy_stdin_tty(fifo, w, rx)));
+        // A pty master is pollable, which is all tokio's pipe types need.
+        io.stdin_task = Some(tokio::spawn(copy_stdin(fifo, w, rx)));
     }
     match parse_target("stdout", &paths.stdout)? {
         Target::Fifo(p) => {
@@ -430,12 +434,6 @@ pub fn attach_console(master: OwnedFd, paths: &StdioPaths, io: &mut ProcessIo) -
     }
     io.console = Some(master);
     Ok(())
-}
-
-async fn copy_stdin_tty(fifo: OwnedFd, master: OwnedFd, close: oneshot::Receiver<()>) {
-    // A pty master is pollable; tokio's pipe types just need a pollable fd.
-    let _ = nix::fcntl::fcntl(master.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK | OFlag::O_RDWR));
-    copy_stdin(fifo, master, close).await;
 }
 
 async fn copy_tty_output(master: OwnedFd, dst_fd: OwnedFd, dst_is_fifo: bool) {
