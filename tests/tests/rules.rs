@@ -1,0 +1,590 @@
+//! Docker's rules seen from inside real containers (issue 3, items 4 and 5).
+//!
+//! Every test runs `ctr run` against a private containerd 1.6 with the busybox test image and
+//! reads the effect of one rule group where a user would see it: `/proc/self/status`,
+//! `ulimit`, `id`, `/proc/mounts`, `/proc/self/mountinfo`, `/proc/self/cgroup`, namespace
+//! inodes, `/proc/sys`. Test names carry the rule ids of DOCKER-RULES.md §1. Annotations use the
+//! §2 schema (`io.containerd.dockerish/<key>`); `ctr run` specs get policy `fill` (§0.4).
+//! Where it makes the point, the Go shim (`io.containerd.runc.v2`, containerd's default spec
+//! untouched) runs the same command as the contrast.
+//!
+//! Item 5: bad annotation or config values are refused at Create with an error that names the
+//! key and the value, and the failed attempt leaves nothing behind.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use dockerish_tests::{procs, Containerd, RunOpts, Runtime};
+
+const P: &str = "io.containerd.dockerish/";
+const D: Runtime = Runtime::Dockerish;
+const GO: Runtime = Runtime::RuncV2;
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+/// `ctr run --rm` options with `--annotation io.containerd.dockerish/<k>=<v>` for each pair.
+fn ann(pairs: &[(&str, &str)]) -> RunOpts {
+    pairs.iter().fold(RunOpts::rm(), |o, (k, v)| o.flag("--annotation").flag(format!("{P}{k}={v}")))
+}
+
+/// Runs `sh -c script` in a fresh container (removed afterwards), returns its stdout, and checks
+/// that the container left nothing behind.
+#[track_caller]
+fn sh(c: &Containerd, rt: Runtime, base: &str, opts: RunOpts, script: &str) -> String {
+    let id = c.id(base);
+    let o = c.run(rt, id, &["sh", "-c", script], opts);
+    assert_eq!(o.code(), 0, "{} container {id}: `{script}` failed\nstdout: {}\nstderr: {}", rt.name(), o.stdout, o.stderr);
+    c.assert_no_leftovers(id);
+    o.stdout
+}
+
+/// The value of `Field:` in `/proc/self/status` output.
+#[track_caller]
+fn field<'a>(status: &'a str, name: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {name}: in\n{status}"))
+}
+
+/// A capability set from `/proc/self/status` (hex).
+#[track_caller]
+fn caps(status: &str, name: &str) -> u64 {
+    u64::from_str_radix(field(status, name), 16).unwrap_or_else(|e| panic!("{name}: {e}\n{status}"))
+}
+
+/// Bit mask of capabilities by name (the ones these tests use).
+fn cap_mask(names: &[&str]) -> u64 {
+    names
+        .iter()
+        .map(|n| {
+            let bit = match *n {
+                "CHOWN" => 0,
+                "DAC_OVERRIDE" => 1,
+                "FOWNER" => 3,
+                "FSETID" => 4,
+                "KILL" => 5,
+                "SETGID" => 6,
+                "SETUID" => 7,
+                "SETPCAP" => 8,
+                "NET_BIND_SERVICE" => 10,
+                "NET_ADMIN" => 12,
+                "NET_RAW" => 13,
+                "SYS_CHROOT" => 18,
+                "SYS_TIME" => 25,
+                "MKNOD" => 27,
+                "AUDIT_WRITE" => 29,
+                "SETFCAP" => 31,
+                other => panic!("cap_mask: add {other}"),
+            };
+            1u64 << bit
+        })
+        .fold(0, |a, b| a | b)
+}
+
+/// Docker's 14 default capabilities (table 4.1).
+const DOCKER_CAPS: &[&str] = &[
+    "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID", "SETFCAP", "SETPCAP",
+    "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
+];
+
+/// Options of the mount at `dest` in `/proc/mounts` output (the last one: what the process sees).
+#[track_caller]
+fn mount_opts(mounts: &str, dest: &str) -> Vec<String> {
+    mounts
+        .lines()
+        .filter(|l| l.split(' ').nth(1) == Some(dest))
+        .last()
+        .unwrap_or_else(|| panic!("no mount at {dest} in\n{mounts}"))
+        .split(' ')
+        .nth(3)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::to_string)
+        .collect()
+}
+
+/// Lines between `==name==` and the next marker: lets one container print several sections.
+#[track_caller]
+fn section<'a>(out: &'a str, name: &str) -> &'a str {
+    let marker = format!("=={name}==\n");
+    let start = out.find(&marker).unwrap_or_else(|| panic!("no section {name} in\n{out}")) + marker.len();
+    let rest = &out[start..];
+    &rest[..rest.find("\n==").map(|i| i + 1).unwrap_or(rest.len())]
+}
+
+/// A limit (soft, hard) of a host process from `/proc/<pid>/limits` (`Max open files`…), as
+/// `ulimit` prints them.
+fn limit_of(pid: i32, name: &str) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("read limits");
+    let l = limits.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in\n{limits}"));
+    let f: Vec<&str> = l[name.len()..].split_whitespace().collect();
+    (f[0].to_string(), f[1].to_string())
+}
+
+/// Runs a container that must be refused at Create; returns ctr's error text after checking
+/// that nothing of it remains (task, container, shim, socket, runc state, mounts, cgroups, bundle).
+#[track_caller]
+fn refused(c: &Containerd, base: &str, opts: RunOpts) -> String {
+    let id = c.id(base);
+    let o = c.run(D, id, &["sh", "-c", "echo must-not-run"], opts);
+    assert!(!o.stdout.contains("must-not-run"), "container ran: {}", o.stdout);
+    let msg = o.expect_err();
+    eprintln!("{base}: {}", msg.trim());
+    for crash in ["ttrpc: closed", "transport is closing", "connection reset", "panicked"] {
+        assert!(!msg.contains(crash), "error looks like a shim crash: {msg}");
+    }
+    assert!(c.task_status(id).is_none(), "task {id} still listed");
+    let ls = c.ctr(&["container", "ls", "-q"]).expect_ok().stdout;
+    assert!(!ls.lines().any(|l| l == id), "container {id} still listed (ctr run --rm after a failed create)");
+    c.assert_no_leftovers(id);
+    msg
+}
+
+/// Removes a directory tree of (empty) cgroups under every hierarchy on drop, deepest first.
+struct CgroupDirs(Vec<PathBuf>);
+
+impl Drop for CgroupDirs {
+    fn drop(&mut self) {
+        for rel in &self.0 {
+            let mut dirs: Vec<PathBuf> = Vec::new();
+            if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+                for e in rd.flatten() {
+                    dirs.push(e.path().join(rel));
+                }
+            }
+            dirs.push(Path::new("/sys/fs/cgroup").join(rel));
+            for d in dirs {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CP: capabilities
+
+/// CP-1: Docker's 14 caps in bounding/permitted/effective, no inheritable or ambient. CP-2/CP-3:
+/// names are case-insensitive without `CAP_`; defaults minus drop plus add; drop ALL keeps only add.
+#[test]
+fn cp_1_cp_3_cap_add_and_drop_seen_in_proc_status() {
+    let c = Containerd::start();
+    let st = sh(&c, D, "capdef", RunOpts::rm(), "cat /proc/self/status");
+    let def = cap_mask(DOCKER_CAPS);
+    for set in ["CapBnd", "CapPrm", "CapEff"] {
+        assert_eq!(caps(&st, set), def, "{set} of a default container: {st}");
+    }
+    assert_eq!(caps(&st, "CapInh"), 0, "CP-1: no inheritable caps");
+    assert_eq!(caps(&st, "CapAmb"), 0);
+
+    let st = sh(
+        &c,
+        D,
+        "capadd",
+        ann(&[("cap-add", r#"["NET_ADMIN","sys_time"]"#), ("cap-drop", "CHOWN")]),
+        "cat /proc/self/status",
+    );
+    let want = (def & !cap_mask(&["CHOWN"])) | cap_mask(&["NET_ADMIN", "SYS_TIME"]);
+    assert_eq!(caps(&st, "CapBnd"), want, "bounding after cap-add/cap-drop: {:x}", caps(&st, "CapBnd"));
+    assert_eq!(caps(&st, "CapEff"), want);
+
+    let st = sh(&c, D, "capall", ann(&[("cap-drop", "ALL"), ("cap-add", "cap_net_bind_service")]), "cat /proc/self/status");
+    assert_eq!(caps(&st, "CapBnd"), cap_mask(&["NET_BIND_SERVICE"]), "CP-3 step 4: drop ALL → exactly the added caps");
+    assert_eq!(caps(&st, "CapEff"), cap_mask(&["NET_BIND_SERVICE"]));
+}
+
+/// PV-1: privileged = every capability the shim has (here: all of ours, as root), no seccomp
+/// filter, /sys read-write, no masked /proc paths.
+#[test]
+fn pv_1_privileged_all_caps_no_seccomp_sys_rw() {
+    let c = Containerd::start();
+    let ours = std::fs::read_to_string("/proc/self/status").unwrap();
+    let out = sh(
+        &c,
+        D,
+        "priv",
+        ann(&[("privileged", "true")]),
+        "echo ==status==; cat /proc/self/status; echo ==mounts==; cat /proc/mounts",
+    );
+    let st = section(&out, "status");
+    assert_eq!(caps(st, "CapEff"), caps(&ours, "CapEff"), "privileged CapEff must be the shim's (= ours)");
+    assert_eq!(caps(st, "CapBnd"), caps(&ours, "CapEff"));
+    assert_eq!(field(st, "Seccomp"), "0", "privileged: no seccomp");
+    let m = section(&out, "mounts");
+    assert!(mount_opts(m, "/sys").contains(&"rw".to_string()), "privileged: /sys rw\n{m}");
+    assert!(!m.lines().any(|l| l.split(' ').nth(1) == Some("/proc/keys")), "privileged: masked paths cleared\n{m}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// RL: rlimits
+
+/// RL-1: no ulimits → `process.rlimits` absent, the container inherits containerd's limits (the Go
+/// shim keeps containerd's default spec: NOFILE 1024/1024); `ulimits` replaces them.
+#[test]
+fn rl_1_ulimit_nofile() {
+    let c = Containerd::start();
+    let (soft, hard) = limit_of(c.pid(), "Max open files");
+    let script = "ulimit -n; ulimit -Hn";
+    let out = sh(&c, D, "ulim", RunOpts::rm(), script);
+    assert_eq!(out, format!("{soft}\n{hard}\n"), "dockerish: inherited from containerd ({soft}/{hard})");
+    let out = sh(&c, GO, "ulimgo", RunOpts::rm(), script);
+    assert_eq!(out, "1024\n1024\n", "runc.v2: containerd's default spec");
+    if soft == "1024" && hard == "1024" {
+        eprintln!("note: containerd's own NOFILE is 1024/1024 here, the contrast with runc.v2 is not visible");
+    }
+    // nproc counts every process of the uid on the host: stay high, but not above containerd's
+    // hard limit (runc cannot raise it).
+    let nproc = match limit_of(c.pid(), "Max processes").1.as_str() {
+        "unlimited" => 50000,
+        h => h.parse::<u64>().unwrap_or(50000).min(50000),
+    };
+    let out = sh(
+        &c,
+        D,
+        "ulimset",
+        ann(&[("ulimits", &format!(r#"["nofile=1024:2048","nproc={nproc}","nofile=1500:2048"]"#))]),
+        "ulimit -n; ulimit -Hn; ulimit -u; ulimit -Hu",
+    );
+    assert_eq!(out, format!("1500\n2048\n{nproc}\n{nproc}\n"), "RL-2: last value per name wins, hard defaults to soft");
+}
+
+// ---------------------------------------------------------------------------------------------
+// US: user and groups
+
+fn ids(out: &str) -> (String, String, BTreeSet<String>) {
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l.len(), 3, "id output: {out}");
+    (l[0].into(), l[1].into(), l[2].split_whitespace().map(String::from).collect())
+}
+
+/// US-1: names resolved in the image's /etc/passwd and /etc/group; a numeric uid without an
+/// entry gets gid 0; an explicit group replaces supplementary groups. US-2/US-3: the primary gid,
+/// the user's supplementary groups (testgrp lists tester) and `group-add` names and gids.
+#[test]
+fn us_1_us_3_user_and_group_add_from_rootfs() {
+    let c = Containerd::start();
+    let script = "id -u; id -g; id -G";
+    let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    let out = sh(&c, D, "user", ann(&[("user", "tester"), ("group-add", r#"["nogroup","3000"]"#)]), script);
+    assert_eq!(ids(&out), ("1000".into(), "1000".into(), set(&["1000", "2000", "65534", "3000"])), "{out}");
+    let out = sh(&c, D, "usernum", ann(&[("user", "1234")]), script);
+    assert_eq!(ids(&out), ("1234".into(), "0".into(), set(&["0"])), "uid without passwd entry → gid 0: {out}");
+    let out = sh(&c, D, "usergrp", ann(&[("user", "tester:testgrp")]), script);
+    assert_eq!(ids(&out), ("1000".into(), "2000".into(), set(&["2000"])), "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// RO, MT, IPC: mounts
+
+/// RO-1: read-only rootfs; base mounts other than /proc, /dev* stay as they are or become ro;
+/// a user tmpfs at /run (Docker's `--read-only --tmpfs /run` pattern) stays writable.
+#[test]
+fn ro_1_read_only_rootfs() {
+    let c = Containerd::start();
+    let out = sh(
+        &c,
+        D,
+        "ro",
+        ann(&[("read-only", "true"), ("tmpfs", "/run")]),
+        "touch /rootfile 2>&1; echo root=$?; touch /tmp/x 2>&1; echo tmp=$?; touch /run/x && echo run=ok; \
+         touch /dev/shm/x && echo shm=ok; echo ==mounts==; cat /proc/mounts",
+    );
+    assert!(out.contains("Read-only file system"), "{out}");
+    assert!(out.contains("root=1") && out.contains("tmp=1"), "rootfs must be read-only: {out}");
+    assert!(out.contains("run=ok") && out.contains("shm=ok"), "user tmpfs and /dev/shm stay writable: {out}");
+    let m = section(&out, "mounts");
+    assert!(mount_opts(m, "/").contains(&"ro".into()), "{m}");
+    assert!(mount_opts(m, "/run").contains(&"rw".into()), "{m}");
+    assert!(mount_opts(m, "/sys").contains(&"ro".into()), "{m}");
+    assert!(mount_opts(m, "/proc").contains(&"rw".into()), "{m}");
+}
+
+/// MT-4: `--tmpfs` gets Docker's defaults (noexec, nosuid, nodev) merged with the user's
+/// options, the last of a colliding pair winning (`exec`); size and mode reach the kernel.
+/// IPC-2: `shm-size` replaces containerd's size of /dev/shm.
+#[test]
+fn mt_4_ipc_2_tmpfs_and_shm_options_in_proc_mounts() {
+    let c = Containerd::start();
+    let out = sh(
+        &c,
+        D,
+        "tmpfs",
+        ann(&[("tmpfs", r#"["/scratch:size=1m,mode=1770","/run:exec"]"#), ("shm-size", "128m")]),
+        "stat -c %a /scratch; echo ==mounts==; cat /proc/mounts",
+    );
+    assert!(out.starts_with("1770\n"), "mode of /scratch: {out}");
+    let m = section(&out, "mounts");
+    let s = mount_opts(m, "/scratch");
+    for o in ["rw", "nosuid", "nodev", "noexec", "size=1024k", "mode=1770"] {
+        assert!(s.contains(&o.to_string()), "/scratch lacks {o}: {s:?}");
+    }
+    let r = mount_opts(m, "/run");
+    assert!(r.contains(&"nosuid".into()) && r.contains(&"nodev".into()) && !r.contains(&"noexec".into()), "/run:exec → {r:?}");
+    let shm = mount_opts(m, "/dev/shm");
+    assert!(shm.contains(&"size=131072k".into()), "shm-size=128m: {shm:?}");
+}
+
+/// Optional fields (`shared:N`, `master:N`) of the mount at `dest` in mountinfo text.
+fn optional_fields(mountinfo: &str, dest: &str) -> Vec<String> {
+    mountinfo
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some(dest))
+        .last()
+        .map(|l| l.split(' ').skip(6).take_while(|f| *f != "-").map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// A tmpfs mounted by the test with a chosen propagation (`MS_PRIVATE`, `MS_SHARED`), so that
+/// the test does not depend on how the host's own mounts propagate; lazily unmounted on drop.
+struct TestTmpfs(PathBuf);
+
+impl TestTmpfs {
+    fn new(dir: PathBuf, propagation: libc::c_ulong) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = |s: &str| std::ffi::CString::new(s).unwrap();
+        let target = c(dir.to_str().unwrap());
+        let r = unsafe { libc::mount(c("tmpfs").as_ptr(), target.as_ptr(), c("tmpfs").as_ptr(), 0, c("size=1m").as_ptr().cast()) };
+        assert_eq!(r, 0, "mount tmpfs on {}: {}", dir.display(), std::io::Error::last_os_error());
+        let g = TestTmpfs(dir);
+        let r = unsafe { libc::mount(std::ptr::null(), target.as_ptr(), std::ptr::null(), propagation, std::ptr::null()) };
+        assert_eq!(r, 0, "set propagation of {}: {}", g.0.display(), std::io::Error::last_os_error());
+        g
+    }
+}
+
+impl Drop for TestTmpfs {
+    fn drop(&mut self) {
+        procs::unmount_all_under(&self.0);
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// MT-7: a bind with `rshared` needs a shared source mount, `rslave` a shared or slave one;
+/// Docker's exact text comes back through ctr and nothing is left. The Go shim does not check.
+/// With a shared source the container's mount is in the host's peer group.
+#[test]
+fn mt_7_propagation_error_for_private_source() {
+    let c = Containerd::start();
+    let private = TestTmpfs::new(c.dir.join("private-mnt"), libc::MS_PRIVATE);
+    let src_dir = private.0.join("src");
+    std::fs::create_dir(&src_dir).unwrap();
+    let src = src_dir.display().to_string();
+    let mp = private.0.display().to_string();
+    let bind = |src: &str, prop: &str| RunOpts::rm().flag("--mount").flag(format!("type=bind,src={src},dst=/x,options=rbind:{prop}"));
+
+    let msg = refused(&c, "rshared", bind(&src, "rshared"));
+    let want = format!("path {src} is mounted on {mp} but it is not a shared mount");
+    assert!(msg.contains(&want), "expected Docker's text {want:?} in: {msg}");
+    let msg = refused(&c, "rslave", bind(&src, "rslave"));
+    let want = format!("path {src} is mounted on {mp} but it is not a shared or slave mount");
+    assert!(msg.contains(&want), "expected Docker's text {want:?} in: {msg}");
+
+    // The Go shim runs the same request (runc makes the container's copy shared).
+    sh(&c, GO, "rsharedgo", bind(&src, "rshared"), "true");
+
+    // A shared source: accepted, and the container's /x joins the host mount's peer group.
+    let shared = TestTmpfs::new(c.dir.join("shared-mnt"), libc::MS_SHARED);
+    let host = optional_fields(&std::fs::read_to_string("/proc/self/mountinfo").unwrap(), shared.0.to_str().unwrap());
+    let peer = host.iter().find(|f| f.starts_with("shared:")).unwrap_or_else(|| panic!("our tmpfs is not shared: {host:?}")).clone();
+    let out = sh(&c, D, "sharedok", bind(shared.0.to_str().unwrap(), "rshared"), "cat /proc/self/mountinfo");
+    let inside = optional_fields(&out, "/x");
+    assert!(inside.contains(&peer), "/x inside has {inside:?}, the host mount has {peer}\n{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// NS: namespaces
+
+/// NS-2 + NS-10: `network=container:<id>` joins the running target's network namespace (same
+/// inode) and nothing else; a missing target is Docker's error and leaves nothing.
+#[test]
+fn ns_2_network_join_shares_netns_inode() {
+    let c = Containerd::start();
+    let target = c.id("nettgt");
+    c.run_sleeper(D, target);
+    let t = c.ctr(&["task", "exec", "--exec-id", "ns", target, "sh", "-c", "readlink /proc/self/ns/net; readlink /proc/self/ns/ipc"]).expect_ok();
+    let tl: Vec<&str> = t.stdout.lines().collect();
+    assert_eq!(tl.len(), 2, "{}", t.stdout);
+
+    let script = "readlink /proc/self/ns/net; readlink /proc/self/ns/ipc";
+    let out = sh(&c, D, "netjoin", ann(&[("network", &format!("container:{target}"))]), script);
+    let jl: Vec<&str> = out.lines().collect();
+    assert_eq!(jl[0], tl[0], "joined netns differs from the target's");
+    assert_ne!(jl[1], tl[1], "only the network namespace is joined");
+
+    let out = sh(&c, D, "netown", RunOpts::rm(), script);
+    assert_ne!(out.lines().next().unwrap(), tl[0], "without the annotation a container has its own netns");
+
+    let missing = format!("nosuch-{}", c.ns);
+    let msg = refused(&c, "netmissing", ann(&[("network", &format!("container:{missing}"))]));
+    assert!(msg.contains(&format!("annotation \"{P}network\"")), "{msg}");
+    assert!(msg.contains(&format!("joining network namespace of container: No such container: {missing}")), "{msg}");
+
+    c.remove(target);
+    c.assert_no_leftovers(target);
+}
+
+// ---------------------------------------------------------------------------------------------
+// CG: cgroups
+
+/// CG-1: the cgroup is `/docker/<id>` (the Go shim: containerd's `/<ns>/<id>`); the host
+/// directories exist while the container runs and are gone after removal; `cgroup-parent`
+/// moves it under the given parent.
+#[test]
+fn cg_1_cgroup_path_docker_style() {
+    let mut parent_cleanup = CgroupDirs(Vec::new()); // dropped after `c`: the container is gone by then
+    let c = Containerd::start();
+    let id = c.id("cgdocker");
+    c.run(D, id, &["sleep", "100000"], RunOpts::detach()).expect_ok();
+    let inside = c.ctr(&["task", "exec", "--exec-id", "cg", id, "cat", "/proc/self/cgroup"]).expect_ok().stdout;
+    let want = format!("/docker/{id}");
+    for l in inside.lines() {
+        let path = l.splitn(3, ':').nth(2).unwrap_or_default();
+        assert_eq!(path, want, "cgroup line {l:?}\n{inside}");
+    }
+    let dirs = procs::cgroups_named(id);
+    assert!(!dirs.is_empty(), "no host cgroup directory named {id}");
+    for d in &dirs {
+        assert!(d.parent().is_some_and(|p| p.ends_with("docker")), "host cgroup {} is not under docker/", d.display());
+    }
+    c.remove(id);
+    c.assert_no_leftovers(id); // includes: no cgroup directory named after the id
+    for d in &dirs {
+        assert!(!d.exists(), "{} still exists after removal", d.display());
+    }
+
+    let out = sh(&c, GO, "cggo", RunOpts::rm(), "cat /proc/self/cgroup");
+    assert!(out.lines().all(|l| l.ends_with(&format!("/{}/cggo-{}", c.ns, c.ns))), "runc.v2: /<ns>/<id>\n{out}");
+
+    let parent = format!("{}-parent", c.ns);
+    parent_cleanup.0.push(PathBuf::from(&parent));
+    let out = sh(&c, D, "cgparent", ann(&[("cgroup-parent", &format!("/{parent}"))]), "cat /proc/self/cgroup");
+    let want = format!("/{parent}/cgparent-{}", c.ns);
+    assert!(out.lines().all(|l| l.ends_with(&want)), "cgroup-parent: want {want}\n{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// SC, NNP: seccomp and no_new_privs
+
+/// SC-1/SC-3: Docker's default profile is loaded (seccomp mode 2) and refuses `unshare` to a
+/// container without CAP_SYS_ADMIN, while the Go shim (no profile) allows `unshare -U`. SC-2:
+/// the profile is filtered by the bounding set, so `cap-add=SYS_ADMIN` allows it again;
+/// `security-opt=seccomp=unconfined` removes the filter.
+#[test]
+fn sc_1_default_seccomp_blocks_unshare() {
+    let c = Containerd::start();
+    let script = "grep '^Seccomp:' /proc/self/status; unshare -U true 2>&1; echo unshare=$?";
+    let go = sh(&c, GO, "scgo", RunOpts::rm(), script);
+    assert!(go.contains("Seccomp:\t0"), "runc.v2 without seccomp: {go}");
+    let userns_ok = go.contains("unshare=0");
+    if !userns_ok {
+        eprintln!("note: this kernel refuses user namespaces even without seccomp; only the filter mode is checked: {go}");
+    }
+
+    let out = sh(&c, D, "scdef", RunOpts::rm(), script);
+    assert!(out.contains("Seccomp:\t2"), "default profile loaded: {out}");
+    assert!(out.contains("unshare=1") && out.contains("Operation not permitted"), "unshare must be refused (EPERM): {out}");
+
+    let out = sh(&c, D, "scadmin", ann(&[("cap-add", "SYS_ADMIN")]), script);
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    if userns_ok {
+        assert!(out.contains("unshare=0"), "with CAP_SYS_ADMIN the profile allows unshare: {out}");
+    }
+
+    let out = sh(&c, D, "scunconf", ann(&[("security-opt", "seccomp=unconfined")]), script);
+    assert!(out.contains("Seccomp:\t0"), "seccomp=unconfined: {out}");
+}
+
+/// NNP-1: Docker leaves no_new_privs off (containerd's default spec, kept by the Go shim, has it
+/// on); `security-opt=no-new-privileges` turns it on.
+#[test]
+fn nnp_1_no_new_privs_off_by_default() {
+    let c = Containerd::start();
+    let script = "grep '^NoNewPrivs:' /proc/self/status";
+    assert_eq!(sh(&c, D, "nnp", RunOpts::rm(), script), "NoNewPrivs:\t0\n");
+    assert_eq!(sh(&c, GO, "nnpgo", RunOpts::rm(), script), "NoNewPrivs:\t1\n");
+    assert_eq!(sh(&c, D, "nnpon", ann(&[("security-opt", r#"["no-new-privileges"]"#)]), script), "NoNewPrivs:\t1\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// SY: sysctls
+
+/// SY-1: a private network namespace gets `ip_unprivileged_port_start=0` and the full
+/// `ping_group_range` (the Go shim: kernel defaults); SY-3: annotation sysctls are applied.
+#[test]
+fn sy_1_sy_3_default_and_annotation_sysctls() {
+    let c = Containerd::start();
+    let script = "cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/net/ipv4/ping_group_range /proc/sys/net/ipv4/ip_forward";
+    let out = sh(&c, D, "sysctl", ann(&[("sysctls", r#"["net.ipv4.ip_forward=1"]"#)]), script);
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["0", "0", "2147483647", "1"], "{out}");
+    let out = sh(&c, GO, "sysctlgo", RunOpts::rm(), script);
+    let v: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(v[0], "1024", "runc.v2 keeps the kernel default: {out}");
+    assert_eq!(v[3], "0", "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 5: bad values
+
+/// Bad annotation values: refused at Create with `annotation "<key>": <Docker's text>` naming the
+/// value; the container is not created and nothing leaks. The daemon keeps working.
+#[test]
+fn bad_annotations_name_key_and_value_and_leave_nothing() {
+    let c = Containerd::start();
+    let cases: &[(&str, &str, &str)] = &[
+        ("cap-add", "CAP_BOGUS", r#"invalid CapAdd: unknown capability: "CAP_BOGUS""#),
+        ("cap-drop", r#"["chown","nope"]"#, r#"invalid CapDrop: unknown capability: "CAP_NOPE""#),
+        ("ulimits", "nofile=2048:1024", "ulimit soft limit must be less than or equal to hard limit: 2048 > 1024"),
+        ("ulimits", "nofile=abc", r#"strconv.ParseInt: parsing "abc": invalid syntax"#),
+        ("ulimits", "as=10", "invalid ulimit type: as"),
+        ("tmpfs", "/scratch:huge=1", r#"invalid tmpfs option "huge""#),
+        ("tmpfs", "scratch", "invalid mount path: 'scratch' mount path must be absolute"),
+        ("read-only", "maybe", r#"strconv.ParseBool: parsing "maybe": invalid syntax"#),
+        ("bogus-key", "1", "unknown key"),
+        ("user", "nosuchuser", "unable to find user nosuchuser: no matching entries in passwd file"),
+        ("sysctls", "kernel.panic=1", "sysctl 'kernel.panic=1' is not allowed"),
+        ("network", "container:", "invalid network mode: invalid container format container:<name|id>"),
+    ];
+    for (i, (key, value, docker_text)) in cases.iter().enumerate() {
+        let msg = refused(&c, &format!("bad{i}"), ann(&[(key, value)]));
+        let want = format!("annotation \"{P}{key}\": {docker_text}");
+        assert!(msg.contains(&want), "{key}={value}: expected {want:?} in: {msg}");
+    }
+    assert!(c.shims().is_empty(), "shims left: {:?}", c.shims());
+    sh(&c, D, "stillgood", RunOpts::rm(), "true");
+}
+
+/// A bad dockerish.toml given with `ctr run --runtime-config-path`: the error names the file,
+/// the key and the value. A valid one is honoured: `annotation-policy` `unprivileged-only`
+/// refuses privilege-raising keys (naming the key) and accepts the others.
+#[test]
+fn bad_config_names_key_and_annotation_policy_refuses_privileged_keys() {
+    let c = Containerd::start();
+    let write = |name: &str, text: &str| {
+        let p = c.dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let cfg = |path: &str| RunOpts::rm().flag("--runtime-config-path").flag(path);
+    for (name, text, want) in [
+        ("bad-size.toml", "default-shm-size = \"64x\"\n", "config \"default-shm-size\": invalid suffix: 'x'"),
+        ("bad-key.toml", "no-such-key = true\n", "config \"no-such-key\": unknown key"),
+        ("bad-policy.toml", "[policy]\nctr = \"sometimes\"\n", "config \"policy.ctr\": invalid policy \"sometimes\""),
+        ("bad-syntax.json", "{\"init\": \"yes\"}", "config \"init\": strconv.ParseBool: parsing \"yes\": invalid syntax"),
+    ] {
+        let path = write(name, text);
+        let msg = refused(&c, &format!("badcfg-{}", name.replace('.', "-")), cfg(&path));
+        assert!(msg.contains(&format!("config file {path}: {want}")), "{name}: expected {want:?} in: {msg}");
+    }
+
+    let path = write("unpriv.toml", "[annotation-policy]\nctr = \"unprivileged-only\"\n");
+    for (key, value) in [("privileged", "true"), ("cap-add", "NET_ADMIN"), ("cgroup-parent", "/elsewhere")] {
+        let msg = refused(&c, &format!("unpriv-{key}"), cfg(&path).flag("--annotation").flag(format!("{P}{key}={value}")));
+        let want = format!("annotation \"{P}{key}\": raises privileges; not allowed for ctr containers by config \"annotation-policy\"");
+        assert!(msg.contains(&want), "{key}: expected {want:?} in: {msg}");
+    }
+    let out = sh(&c, D, "unprivok", cfg(&path).flag("--annotation").flag(format!("{P}read-only=true")), "touch /x 2>&1; echo rc=$?");
+    assert!(out.contains("rc=1"), "read-only is allowed under unprivileged-only: {out}");
+    assert!(c.shims().is_empty(), "shims left: {:?}", c.shims());
+}
