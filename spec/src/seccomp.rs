@@ -230,12 +230,12 @@ fn keep(
     true
 }
 
-fn architectures(native: &str, map: &[(String, Vec<String>)]) -> Vec<Value> {
+fn architectures<A: AsRef<str>, S: AsRef<[A]>>(native: &str, map: &[(A, S)]) -> Vec<Value> {
     let mut out = Vec::new();
     if let Some(sa) = native_to_seccomp(native) {
-        if let Some((a, subs)) = map.iter().find(|(a, _)| a == sa) {
-            out.push(Value::from(a.as_str()));
-            out.extend(subs.iter().map(|s| Value::from(s.as_str())));
+        if let Some((a, subs)) = map.iter().find(|(a, _)| a.as_ref() == sa) {
+            out.push(Value::from(a.as_ref()));
+            out.extend(subs.as_ref().iter().map(|s| Value::from(s.as_ref())));
         }
     }
     out
@@ -244,8 +244,6 @@ fn architectures(native: &str, map: &[(String, Vec<String>)]) -> Vec<Value> {
 /// Docker's default profile as `linux.seccomp` for the target (SC-2, SC-3).
 pub fn default_linux_seccomp(t: &Target) -> Value {
     let native = go_to_native(t.goarch);
-    let map: Vec<(String, Vec<String>)> =
-        ARCH_MAP.iter().map(|(a, s)| (a.to_string(), s.iter().map(|x| x.to_string()).collect())).collect();
     let mut syscalls = Vec::with_capacity(GROUPS.len());
     for gr in GROUPS {
         if !keep(t, native, (gr.inc_arches, gr.inc_caps, gr.inc_min_kernel), (gr.exc_arches, gr.exc_caps, None)) {
@@ -278,7 +276,7 @@ pub fn default_linux_seccomp(t: &Target) -> Value {
     json!({
         "defaultAction": "SCMP_ACT_ERRNO",
         "defaultErrnoRet": 1,
-        "architectures": architectures(native, &map),
+        "architectures": architectures(native, ARCH_MAP),
         "syscalls": syscalls,
     })
 }
