@@ -95,8 +95,7 @@ const DOCKER_CAPS: &[&str] = &[
 fn mount_opts(mounts: &str, dest: &str) -> Vec<String> {
     mounts
         .lines()
-        .filter(|l| l.split(' ').nth(1) == Some(dest))
-        .last()
+        .rfind(|l| l.split(' ').nth(1) == Some(dest))
         .unwrap_or_else(|| panic!("no mount at {dest} in\n{mounts}"))
         .split(' ')
         .nth(3)
@@ -330,8 +329,7 @@ fn mt_4_ipc_2_tmpfs_and_shm_options_in_proc_mounts() {
 fn optional_fields(mountinfo: &str, dest: &str) -> Vec<String> {
     mountinfo
         .lines()
-        .filter(|l| l.split(' ').nth(4) == Some(dest))
-        .last()
+        .rfind(|l| l.split(' ').nth(4) == Some(dest))
         .map(|l| l.split(' ').skip(6).take_while(|f| *f != "-").map(String::from).collect())
         .unwrap_or_default()
 }
