@@ -22,6 +22,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 GO = "io.containerd.runc.v2"
 DK = "io.containerd.dockerish.v2"
 RUNTIMES = [GO, DK]
+GOSEC = "runc.v2+seccomp"
 SHORT = {GO: "runc.v2 (Go)", DK: "dockerish"}
 SHIM_BIN = {GO: "containerd-shim-runc-v2", DK: "containerd-shim-dockerish-v2"}
 CG_NAME = {GO: "shim-go", DK: "shim-dk"}
@@ -190,6 +191,10 @@ class Bench:
             with ThreadPoolExecutor(8) as ex:
                 list(ex.map(self.remove, ids))
 
+    def order3(self, i):
+        v = [GO, DK, GOSEC]
+        return v[i % 3:] + v[:i % 3]
+
     def order(self, i):
         return RUNTIMES if i % 2 == 0 else RUNTIMES[::-1]
 
@@ -201,13 +206,19 @@ class Bench:
         cpu = {rt: [] for rt in RUNTIMES}
         runc_cpu = {rt: [] for rt in RUNTIMES}
         hangs = {rt: 0 for rt in RUNTIMES}
+        # GOSEC: the Go shim with `ctr run --seccomp` (containerd's default profile), so that runc
+        # installs a seccomp filter as it does for dockerish (Docker's default profile): same runc work.
+        for k in (wall, cpu, runc_cpu, hangs):
+            k[GOSEC] = [] if k is not hangs else 0
         for i in range(n + 2):
-            for rt in self.order(i):
+            for rt in self.order3(i):
                 cid = self.new_id("l")
-                c0, r0 = self.cpu_ns(CG_NAME[rt]), self.cpu_ns("runc")
+                flags = ["--seccomp"] if rt == GOSEC else []
+                rt_name = GO if rt == GOSEC else rt
+                c0, r0 = self.cpu_ns(CG_NAME[rt_name]), self.cpu_ns("runc")
                 t0 = time.perf_counter()
                 try:
-                    self.ctr("run", "--rm", "--runtime", rt, self.image, cid, "sh", "-c", ":", timeout=20)
+                    self.ctr("run", "--rm", "--runtime", rt_name, *flags, self.image, cid, "sh", "-c", ":", timeout=20)
                 except subprocess.TimeoutExpired:
                     log(f"  {SHORT[rt]}: ctr run --rm {cid} hung (> 20 s): counted as a failure, removed")
                     hangs[rt] += 1
@@ -217,14 +228,14 @@ class Bench:
                 if not self.wait_shim_gone(cid):
                     raise RuntimeError(f"shim of {cid} still running 5 s after ctr run --rm")
                 time.sleep(0.02)
-                c1, r1 = self.cpu_ns(CG_NAME[rt]), self.cpu_ns("runc")
+                c1, r1 = self.cpu_ns(CG_NAME[rt_name]), self.cpu_ns("runc")
                 if i >= 2:
                     wall[rt].append((t1 - t0) * 1e3)
                     cpu[rt].append((c1 - c0) / 1e6)
                     runc_cpu[rt].append((r1 - r0) / 1e6)
         self.results["lifecycle"] = {
             rt: {"wall_ms": med(wall[rt]), "shim_cpu_ms": med(cpu[rt]), "shim_cpu_mean_ms": statistics.mean(cpu[rt]), "runc_cpu_ms": med(runc_cpu[rt]), "hangs": hangs[rt]}
-            for rt in RUNTIMES
+            for rt in RUNTIMES + [GOSEC]
         }
 
     def runc_floor(self):
@@ -261,17 +272,19 @@ class Bench:
         for rt in RUNTIMES:
             ids[rt] = self.new_id("e")
             self.run_detached(rt, ids[rt])
-        lat = {rt: [] for rt in RUNTIMES}
+        ids[GOSEC] = self.new_id("e")
+        self.ctr("run", "-d", "--seccomp", "--runtime", GO, self.image, ids[GOSEC], "sleep", "1000000")
+        lat = {rt: [] for rt in RUNTIMES + [GOSEC]}
         for i in range(n + 3):
-            for rt in self.order(i):
+            for rt in self.order3(i):
                 t0 = time.perf_counter()
                 self.ctr("task", "exec", "--exec-id", f"x{i}", ids[rt], "true")
                 t1 = time.perf_counter()
                 if i >= 3:
                     lat[rt].append((t1 - t0) * 1e3)
-        for rt in RUNTIMES:
+        for rt in ids:
             self.remove(ids[rt])
-        self.results["exec"] = {rt: {"wall_ms": med(lat[rt])} for rt in RUNTIMES}
+        self.results["exec"] = {rt: {"wall_ms": med(lat[rt])} for rt in RUNTIMES + [GOSEC]}
 
     def create_latency(self):
         n = self.args.creates
@@ -390,8 +403,12 @@ class Bench:
             row("2", "shim CPU/lifecycle (ms)", l[GO]["shim_cpu_ms"], l[DK]["shim_cpu_ms"], 0.50, "{:.2f}")
             row("2", "runc CPU/lifecycle (ms, info)", l[GO]["runc_cpu_ms"], l[DK]["runc_cpu_ms"], None, "{:.2f}")
             row("2", "hung lifecycles (count)", l[GO]["hangs"], l[DK]["hangs"], None, "{:.0f}")
+            row("2s", "wall vs Go + ctr --seccomp (ms)", l[GOSEC]["wall_ms"], l[DK]["wall_ms"])
+            row("2s", "shim CPU vs Go + --seccomp (ms)", l[GOSEC]["shim_cpu_ms"], l[DK]["shim_cpu_ms"], None, "{:.2f}")
+            row("2s", "runc CPU vs Go + --seccomp (ms)", l[GOSEC]["runc_cpu_ms"], l[DK]["runc_cpu_ms"], None, "{:.2f}")
         if "exec" in R:
             row("3", "ctr task exec wall (ms)", R["exec"][GO]["wall_ms"], R["exec"][DK]["wall_ms"], 0.95)
+            row("3s", "exec vs Go + ctr --seccomp (ms)", R["exec"][GOSEC]["wall_ms"], R["exec"][DK]["wall_ms"])
         if "create" in R:
             row("4", "task start -d (Create+Start) (ms)", R["create"][GO]["wall_ms"], R["create"][DK]["wall_ms"])
         if "scale" in R:
