@@ -159,19 +159,44 @@ pub fn load_config(config_path: Option<&Path>, config_body: Option<&str>) -> Res
 
 /// [`load_config`] with the env value and default path given (testable).
 pub fn load_config_from(config_path: Option<&Path>, config_body: Option<&str>, env_path: Option<&Path>, default_path: &Path) -> Result<DaemonConfig, HostError> {
+    match pick_config(config_path, config_body, env_path, default_path) {
+        ConfigSource::File(p) => load_file(p),
+        ConfigSource::Body(b) => DaemonConfig::from_toml(b).map_err(|e| HostError::ConfigFile { path: "(runtime options config_body)".into(), source: Box::new(e) }),
+        ConfigSource::Defaults => Ok(DaemonConfig::default()),
+    }
+}
+
+/// Where `load_config` takes the configuration from, in words (for `dry-run` and logs).
+pub fn config_source(config_path: Option<&Path>, config_body: Option<&str>) -> String {
+    let env = std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+    match pick_config(config_path, config_body, env.as_deref(), Path::new(DEFAULT_CONFIG_PATH)) {
+        ConfigSource::File(p) => p.display().to_string(),
+        ConfigSource::Body(_) => "runtime options config_body".to_string(),
+        ConfigSource::Defaults => "built-in defaults".to_string(),
+    }
+}
+
+enum ConfigSource<'a> {
+    File(&'a Path),
+    Body(&'a str),
+    Defaults,
+}
+
+/// The one place that encodes the precedence.
+fn pick_config<'a>(config_path: Option<&'a Path>, config_body: Option<&'a str>, env_path: Option<&'a Path>, default_path: &'a Path) -> ConfigSource<'a> {
     if let Some(p) = config_path.filter(|p| !p.as_os_str().is_empty()) {
-        return load_file(p);
+        return ConfigSource::File(p);
     }
     if let Some(b) = config_body.filter(|b| !b.trim().is_empty()) {
-        return DaemonConfig::from_toml(b).map_err(|e| HostError::ConfigFile { path: "(runtime options config_body)".into(), source: Box::new(e) });
+        return ConfigSource::Body(b);
     }
     if let Some(p) = env_path {
-        return load_file(p);
+        return ConfigSource::File(p);
     }
     if default_path.exists() {
-        return load_file(default_path);
+        return ConfigSource::File(default_path);
     }
-    Ok(DaemonConfig::default())
+    ConfigSource::Defaults
 }
 
 fn load_file(p: &Path) -> Result<DaemonConfig, HostError> {

@@ -523,11 +523,12 @@ impl<'a> Ctx<'a> {
         } else {
             format!("/sys/fs/cgroup/pids/{rel}/cgroup.procs")
         };
-        let busy = self
-            .host
-            .read_host_file(&procs)
-            .map_err(|source| SpecError::Host { rule: "CG-1", source })?
-            .is_some_and(|p| !p.trim().is_empty());
+        let read = |p: &str| self.host.read_host_file(p).map_err(|source| SpecError::Host { rule: "CG-1", source });
+        let procs = read(&procs)?.unwrap_or_default();
+        // Our own running init in there means this is our cgroup (dry-run of a live bundle).
+        let own = read(&format!("{}/init.pid", self.host.bundle_dir().trim_end_matches('/')))?;
+        let own = own.as_deref().map(str::trim).filter(|p| !p.is_empty());
+        let busy = !procs.trim().is_empty() && !own.is_some_and(|pid| procs.lines().any(|l| l.trim() == pid));
         if busy {
             return Err(SpecError::Rule {
                 rule: "CG-1",

@@ -200,6 +200,13 @@ fn cg_1_refuses_a_cgroup_that_holds_another_containers_processes() {
     // An existing but empty cgroup (a container that exited) is fine.
     h.host_files.insert("/sys/fs/cgroup/pids/docker/test/cgroup.procs".into(), "".into());
     assert!(run(fixture("ctr_default"), &h).is_ok());
+    // Our own init in there (dry-run of a running container's bundle) is not "another container".
+    h.host_files.insert("/sys/fs/cgroup/pids/docker/test/cgroup.procs".into(), "4242\n4243\n".into());
+    h.bundle = "/run/b/test".into();
+    h.host_files.insert("/run/b/test/init.pid".into(), "4242".into());
+    assert!(run(fixture("ctr_default"), &h).is_ok());
+    h.host_files.insert("/run/b/test/init.pid".into(), "999".into());
+    assert!(err(fixture("ctr_default"), &h).contains("already holds"));
     // cgroup v2 looks at the unified hierarchy.
     let mut h = FakeHost::default();
     h.cgroup_v2 = true;

@@ -134,6 +134,20 @@ fn dry_run_prints_applied_rules_and_filled_spec_without_touching_bundle() {
     let o = dry_run(None, &[&bundle, &config]).expect_ok();
     let out2: Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(out2["spec"], out["spec"]);
+    assert_eq!((out2["id"].as_str(), out2["namespace"].as_str()), (Some(id), Some("default")));
+    assert_eq!(out2["config"], config.display().to_string(), "the config file used is named");
+    // The shareable /dev/shm is a host side effect: listed as an action, not performed.
+    assert!(out["actions"].as_array().unwrap().iter().any(|a| a.as_str().unwrap_or_default().contains("ShmTmpfs")), "{}", out["actions"]);
+
+    // --summary: the same report without the (large) filled spec.
+    let summary = Path::new("--summary");
+    let o = dry_run(None, &[summary, &bundle, &config]).expect_ok();
+    let out3: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert!(out3.get("spec").is_none());
+    assert_eq!(out3["applied"], out["applied"]);
+    // --help explains itself instead of reading "--help" as a bundle path.
+    let o = dry_run(None, &[Path::new("--help")]).expect_ok();
+    assert!(o.stdout.starts_with("usage: containerd-shim-dockerish-v2"), "{}", o.stdout);
 }
 
 /// Errors: the annotation or config key and value are named on stderr, nothing on stdout, a
