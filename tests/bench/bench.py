@@ -180,7 +180,7 @@ class Bench:
             if not any(l.split()[:1] == [cid] and "RUNNING" in l for l in r.stdout.splitlines()):
                 break
             time.sleep(0.05)
-        # Not `task rm -f`: with io.containerd.dockerish.v2 it hangs (shim bug, reported).
+        # Killed and waited for above, so a plain `task rm` suffices (no -f, which kills again).
         self.ctr("task", "rm", cid, check=False, timeout=20)
         self.ctr("container", "rm", cid, check=False, timeout=60)
 
