@@ -5,7 +5,7 @@
 //! [`load_config`].
 
 mod fsutil;
-mod realhost;
+pub mod realhost;
 
 pub use dockerish_spec::{DaemonConfig, Filled, HostAction, HostError};
 pub use realhost::RealHost;

@@ -304,13 +304,7 @@ impl Host for RealHost {
 
     fn runc_features(&self) -> Option<Value> {
         self.features
-            .get_or_init(|| {
-                let out = std::process::Command::new(&self.runc_binary).arg("features").stdin(std::process::Stdio::null()).output().ok()?;
-                if !out.status.success() {
-                    return None;
-                }
-                serde_json::from_slice(&out.stdout).ok()
-            })
+            .get_or_init(|| cached_runc_features(&self.runc_binary, Path::new(FEATURES_CACHE_DIR)))
             .clone()
     }
 
@@ -372,4 +366,54 @@ impl Host for RealHost {
     fn bundle_dir(&self) -> String {
         path_str(&self.bundle)
     }
+}
+
+/// Where `runc features` output is cached between shims (tmpfs: gone at reboot).
+pub const FEATURES_CACHE_DIR: &str = "/run/containerd-shim-dockerish";
+
+/// `runc features` costs a runc process (~4 ms of CPU) and every container has its own shim, so
+/// the answer is cached on disk, keyed by the binary's identity (device, inode, size, mtime): an
+/// upgraded or replaced runc gets a new key. Only successful answers are cached.
+pub fn cached_runc_features(binary: &str, cache_dir: &Path) -> Option<Value> {
+    let resolved = resolve_on_path(binary)?;
+    let key = std::fs::metadata(&resolved).ok().map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        format!("runc-features-{}-{}-{}-{}.{}.json", m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec())
+    });
+    if let Some(k) = &key {
+        if let Some(v) = std::fs::read(cache_dir.join(k)).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+            return Some(v);
+        }
+    }
+    let out = std::process::Command::new(&resolved).arg("features").stdin(std::process::Stdio::null()).stderr(std::process::Stdio::null()).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    if let Some(k) = key {
+        // Best effort: a failure to cache only costs the next shim a runc call.
+        let _ = write_cache(cache_dir, &k, &out.stdout);
+    }
+    Some(v)
+}
+
+fn write_cache(dir: &Path, name: &str, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(data)?;
+    drop(f);
+    std::fs::rename(&tmp, dir.join(name)).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+fn resolve_on_path(binary: &str) -> Option<std::path::PathBuf> {
+    if binary.contains('/') {
+        return Some(std::path::PathBuf::from(binary));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(binary)).find(|p| p.is_file())
 }

@@ -260,3 +260,28 @@ fn real_host_facts_on_this_machine() {
         assert!(f.get("mountOptions").is_some());
     }
 }
+
+/// `runc features` is cached per runc binary identity; a different binary gets its own entry.
+#[test]
+fn runc_features_cached_by_binary_identity() {
+    let d = tempfile::tempdir().unwrap();
+    let bin = d.path().join("fake-runc");
+    let count = d.path().join("count");
+    std::fs::write(&bin, format!("#!/bin/sh\necho x >> {}\necho '{{\"ociVersionMin\":\"1.0.0\"}}'\n", count.display())).unwrap();
+    std::process::Command::new("chmod").arg("+x").arg(&bin).status().unwrap();
+    let cache = d.path().join("cache");
+    let bin_s = bin.to_str().unwrap();
+    for _ in 0..3 {
+        let v = dockerish_host::realhost::cached_runc_features(bin_s, &cache).expect("features");
+        assert_eq!(v["ociVersionMin"], "1.0.0");
+    }
+    assert_eq!(std::fs::read_to_string(&count).unwrap().lines().count(), 1, "runc ran once");
+    // Replacing the binary (new inode/mtime/size) invalidates the entry.
+    std::fs::remove_file(&bin).unwrap();
+    std::fs::write(&bin, format!("#!/bin/sh\necho y >> {}\necho '{{\"ociVersionMin\":\"1.1.0\"}}'\n", count.display())).unwrap();
+    std::process::Command::new("chmod").arg("+x").arg(&bin).status().unwrap();
+    let v = dockerish_host::realhost::cached_runc_features(bin_s, &cache).expect("features");
+    assert_eq!(v["ociVersionMin"], "1.1.0");
+    // A failing runc is not cached.
+    assert!(dockerish_host::realhost::cached_runc_features("/nonexistent/runc", &cache).is_none());
+}

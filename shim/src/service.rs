@@ -551,7 +551,10 @@ impl Task for Service {
         let c = self.get(&req.id)?;
         let c = c.lock().await;
         let out = c.runc.output("ps", &["ps", "--format", "json", &req.id], None).await.map_err(|e| status(Code::UNKNOWN, e.to_string()))?;
-        let pids: Vec<u32> = serde_json::from_slice(&out).map_err(|e| status(Code::INTERNAL, format!("runc ps output: {e}")))?;
+        // runc prints `null` when every process has exited; that is an empty list, as in the Go shim.
+        let pids: Vec<u32> = serde_json::from_slice::<Option<Vec<u32>>>(&out)
+            .map_err(|e| status(Code::INTERNAL, format!("runc ps output: {e}")))?
+            .unwrap_or_default();
         let execs: HashMap<u32, &str> = c.execs.iter().map(|(k, p)| (p.state.pid(), k.as_str())).filter(|(pid, _)| *pid != 0).collect();
         let processes = pids
             .into_iter()

@@ -8,7 +8,7 @@
 //! allow-list form of that file (every family except AF_ALG 38, AF_VSOCK 40 and a few legacy
 //! ones), which every libseccomp version accepts.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// Architecture map (profile `archMap`): native arch → libseccomp arches (main + sub-arches).
 const ARCH_MAP: &[(&str, &[&str])] = &[
@@ -273,12 +273,13 @@ pub fn default_linux_seccomp(t: &Target) -> Value {
         }
         syscalls.push(Value::Object(m));
     }
-    json!({
-        "defaultAction": "SCMP_ACT_ERRNO",
-        "defaultErrnoRet": 1,
-        "architectures": architectures(native, ARCH_MAP),
-        "syscalls": syscalls,
-    })
+    // Not `json!`: it would serialize `syscalls` into a second, deep copy of every value.
+    let mut profile = Map::new();
+    profile.insert("defaultAction".into(), Value::from("SCMP_ACT_ERRNO"));
+    profile.insert("defaultErrnoRet".into(), Value::from(1));
+    profile.insert("architectures".into(), Value::Array(architectures(native, ARCH_MAP)));
+    profile.insert("syscalls".into(), Value::Array(syscalls));
+    Value::Object(profile)
 }
 
 fn str_list(v: Option<&Value>, what: &str) -> Result<Vec<String>, String> {
@@ -386,6 +387,7 @@ pub fn profile_to_linux_seccomp(profile_json: &str, t: &Target) -> Result<Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn names(v: &Value) -> Vec<String> {
         v["syscalls"].as_array().unwrap().iter().flat_map(|s| s["names"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string())).collect()
