@@ -164,3 +164,30 @@ pub fn wait_until(timeout: std::time::Duration, mut f: impl FnMut() -> bool) -> 
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Runs `job(i)` for every `i` in `range` on `workers` threads (a pool of concurrent clients)
+/// and returns the errors. Stops handing out work once `max_errors` errors were seen: when the
+/// system under test is clearly broken, each further hung client would only cost a deadline.
+pub fn run_parallel(
+    range: std::ops::Range<usize>,
+    workers: usize,
+    max_errors: usize,
+    job: impl Fn(usize) -> Result<(), String> + Sync,
+) -> Vec<String> {
+    let next = AtomicUsize::new(range.start);
+    let errors = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= range.end || errors.lock().unwrap_or_else(|e| e.into_inner()).len() >= max_errors {
+                    break;
+                }
+                if let Err(e) = job(i) {
+                    errors.lock().unwrap_or_else(|e| e.into_inner()).push(e);
+                }
+            });
+        }
+    });
+    errors.into_inner().unwrap_or_else(|e| e.into_inner())
+}

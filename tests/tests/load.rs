@@ -4,8 +4,6 @@
 //! host. Sizes: `DOCKERISH_LOAD_CONTAINERS` (100), `DOCKERISH_LOAD_BATCH` (10),
 //! `DOCKERISH_LOAD_EXECS` (2000); scripts/soak raises them.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dockerish_tests::cmd::try_run_cmd;
@@ -92,22 +90,7 @@ fn one_exec(c: &Containerd, id: &str, i: usize) -> Result<(), String> {
 }
 
 fn run_execs(c: &Containerd, id: &str, range: std::ops::Range<usize>, workers: usize) -> Vec<String> {
-    let next = AtomicUsize::new(range.start);
-    let errors = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= range.end {
-                    break;
-                }
-                if let Err(e) = one_exec(c, id, i) {
-                    errors.lock().unwrap().push(e);
-                }
-            });
-        }
-    });
-    errors.into_inner().unwrap()
+    dockerish_tests::run_parallel(range, workers, usize::MAX, |i| one_exec(c, id, i))
 }
 
 /// `DOCKERISH_LOAD_EXECS` execs, half with stdin, from 4 clients at once against one container.

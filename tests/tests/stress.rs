@@ -1,7 +1,5 @@
 //! Many containers and execs (issue 2, item 6).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dockerish_tests::cmd::try_run_cmd;
@@ -42,23 +40,7 @@ fn one_exec(c: &Containerd, id: &str, i: usize) -> Result<(), String> {
 }
 
 fn run_execs(c: &Containerd, id: &str, range: std::ops::Range<usize>, workers: usize) -> Vec<String> {
-    let next = AtomicUsize::new(range.start);
-    let errors = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                // Stop early once it is clearly broken: each hung exec costs a full deadline.
-                if i >= range.end || errors.lock().unwrap().len() >= 5 {
-                    break;
-                }
-                if let Err(e) = one_exec(c, id, i) {
-                    errors.lock().unwrap().push(e);
-                }
-            });
-        }
-    });
-    errors.into_inner().unwrap()
+    dockerish_tests::run_parallel(range, workers, 5, |i| one_exec(c, id, i))
 }
 
 /// 500 execs attaching stdin to short-lived processes: all succeed, the shim keeps answering,
