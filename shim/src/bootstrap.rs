@@ -220,7 +220,7 @@ pub fn delete(flags: &Flags) -> Result<(), BootstrapError> {
     if UnixStream::connect(&sock).is_err() {
         let _ = std::fs::remove_file(&sock);
     }
-    let pid = std::fs::read_to_string(bundle.join("init.pid")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    let pid = crate::fsutil::read_pid(&bundle.join(crate::fsutil::INIT_PID)).unwrap_or(0);
     let resp = containerd_shim_protos::api::DeleteResponse {
         pid,
         exit_status: 128 + libc::SIGKILL as u32,

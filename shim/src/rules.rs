@@ -27,7 +27,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn load(opts: &ShimOptions, _bundle: &Path, _id: &str, _namespace: &str) -> Result<Plan, String> {
+    pub fn load(opts: &ShimOptions) -> Result<Plan, String> {
         let config = dockerish_host::load_config(opts.config_path.as_deref().map(Path::new), opts.config_body.as_deref())
             .map_err(|e| e.to_string())?;
         Ok(Plan { config, opts: opts.clone() })
@@ -57,8 +57,9 @@ impl Plan {
     }
 
     /// Applies the rules and rewrites config.json. Returns whether runc needs
-    /// `--systemd-cgroup` (CG-1/CG-2: decided from the filled cgroupsPath and the config).
-    pub fn fill(&self, bundle: &Path, id: &str, namespace: &str) -> Result<bool, String> {
+    /// `--systemd-cgroup` (CG-1/CG-2: decided from the filled cgroupsPath and the config) and what
+    /// the rules changed in the container's process (for its execs).
+    pub fn fill(&self, bundle: &Path, id: &str, namespace: &str) -> Result<(bool, ProcessDelta), String> {
         let (binary, _) = self.binary();
         let filled = dockerish_host::prepare(bundle, id, namespace, &self.config, &binary).map_err(|e| e.to_string())?;
         for a in &filled.applied {
@@ -73,7 +74,9 @@ impl Plan {
         );
         dockerish_host::commit(bundle, &filled).map_err(|e| e.to_string())?;
         dockerish_host::apply_actions(bundle, &filled.actions).map_err(|e| e.to_string())?;
-        Ok(filled.systemd_cgroup)
+        // commit keeps what the client wrote as config.json.orig; the filled side is in memory.
+        let delta = ProcessDelta { orig: process_of_file(&bundle.join(dockerish_host::ORIG_SPEC)), filled: process_of(&filled.spec) };
+        Ok((filled.systemd_cgroup, delta))
     }
 
     pub fn save_state(&self, bundle: &Path, runc: &Runc) -> Result<(), String> {
@@ -96,24 +99,6 @@ pub struct ProcessDelta {
 const EXEC_INHERITED: &[&str] = &["capabilities", "rlimits", "noNewPrivileges", "apparmorProfile", "selinuxLabel", "oomScoreAdj", "user"];
 
 impl ProcessDelta {
-    /// Reads `config.json.orig` (what the client wrote) and `config.json` (what runc ran).
-    pub fn load(bundle: &Path) -> ProcessDelta {
-        let process = |name: &str| -> serde_json::Map<String, serde_json::Value> {
-            std::fs::read(bundle.join(name))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .and_then(|mut v| v.get_mut("process").map(serde_json::Value::take))
-                .and_then(|p| match p {
-                    serde_json::Value::Object(m) => Some(m),
-                    _ => None,
-                })
-                .unwrap_or_default()
-        };
-        let filled = process("config.json");
-        let orig = if bundle.join("config.json.orig").exists() { process("config.json.orig") } else { filled.clone() };
-        ProcessDelta { orig, filled }
-    }
-
     /// Clients (ctr, CRI ExecSync, kubectl exec) build an exec's process from the container
     /// spec they stored, i.e. the spec before our rules. Every inherited field the client left
     /// exactly as in that spec is replaced by the container's filled value, so an exec gets the
@@ -136,6 +121,14 @@ impl ProcessDelta {
             }
         }
     }
+}
+
+fn process_of(spec: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    spec.get("process").and_then(serde_json::Value::as_object).cloned().unwrap_or_default()
+}
+
+fn process_of_file(path: &Path) -> serde_json::Map<String, serde_json::Value> {
+    std::fs::read(path).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()).map(|v| process_of(&v)).unwrap_or_default()
 }
 
 pub fn load_state(bundle: &Path) -> Option<SavedState> {

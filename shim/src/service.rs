@@ -256,7 +256,7 @@ impl Service {
         }
         let bundle = PathBuf::from(&req.bundle);
         let opts = dockerish_proto::decode_options(req.options.as_ref()).map_err(|e| status(Code::INVALID_ARGUMENT, e.to_string()))?;
-        let plan = rules::Plan::load(&opts, &bundle, id, &self.namespace).map_err(|e| status(Code::INVALID_ARGUMENT, e))?;
+        let plan = rules::Plan::load(&opts).map_err(|e| status(Code::INVALID_ARGUMENT, e))?;
         let runc = plan.runc(self.monitor.clone(), &bundle, &self.namespace);
 
         let rootfs = bundle.join("rootfs");
@@ -274,11 +274,11 @@ impl Service {
 
         // Docker's rules, then runc. Anything that fails from here on is rolled back.
         let result = async {
-            let systemd = plan.fill(&bundle, id, &self.namespace).map_err(|e| status(Code::INVALID_ARGUMENT, e))?;
+            let (systemd, delta) = plan.fill(&bundle, id, &self.namespace).map_err(|e| status(Code::INVALID_ARGUMENT, e))?;
             let runc = Runc { systemd_cgroup: runc.systemd_cgroup || systemd, ..runc.clone() };
             plan.save_state(&bundle, &runc).map_err(|e| status(Code::INTERNAL, e))?;
             let paths = StdioPaths { stdin: req.stdin.clone(), stdout: req.stdout.clone(), stderr: req.stderr.clone(), terminal: req.terminal };
-            let pid_file = bundle.join("init.pid");
+            let pid_file = bundle.join(crate::fsutil::INIT_PID);
             let pid_file_s = pid_file.to_string_lossy().into_owned();
             let bundle_s = bundle.to_string_lossy().into_owned();
             runc.clear_log();
@@ -299,16 +299,16 @@ impl Service {
                     a
                 }, "create")
                 .await?;
-            let pid = read_pid(&pid_file).map_err(|e| status(Code::INTERNAL, e))?;
+            let pid = crate::fsutil::read_pid(&pid_file).map_err(|e| status(Code::INTERNAL, e))?;
             // runc writes the pid file 0644; everything the shim leaves in the bundle is owner-only.
             {
                 use std::os::unix::fs::PermissionsExt;
                 let _ = std::fs::set_permissions(&pid_file, std::fs::Permissions::from_mode(0o600));
             }
-            Ok::<_, ttrpc::Error>((runc, paths, io, pid))
+            Ok::<_, ttrpc::Error>((runc, paths, io, pid, delta))
         }
         .await;
-        let (runc, paths, io, pid) = match result {
+        let (runc, paths, io, pid, delta) = match result {
             Ok(v) => v,
             Err(e) => {
                 Self::teardown(&runc, id, &bundle, rootfs_mounted).await;
@@ -328,7 +328,7 @@ impl Service {
             oom: OomState::default(),
             oom_task: None,
             rootfs_mounted,
-            delta: rules::ProcessDelta::load(&bundle),
+            delta,
         };
         c.oom_task = self.watch_oom(&c);
         self.track(&mut c, "", pid).await;
@@ -405,7 +405,7 @@ impl Service {
             .await;
         let _ = std::fs::remove_file(&spec_file);
         let pid = result.and_then(|io| {
-            let pid = read_pid(&pid_file).map_err(|e| status(Code::INTERNAL, e));
+            let pid = crate::fsutil::read_pid(&pid_file).map_err(|e| status(Code::INTERNAL, e));
             let _ = std::fs::remove_file(&pid_file);
             let pid = pid?;
             let p = c.proc_mut(exec_id)?;
@@ -422,11 +422,6 @@ impl Service {
         self.track(c, exec_id, pid).await;
         Ok(pid)
     }
-}
-
-fn read_pid(path: &Path) -> Result<u32, String> {
-    let s = std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
-    s.trim().parse().map_err(|_| format!("{}: not a pid: {s:?}", path.display()))
 }
 
 fn signal_name(sig: u32) -> Result<nix::sys::signal::Signal, ttrpc::Error> {
