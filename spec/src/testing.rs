@@ -154,3 +154,26 @@ impl Host for FakeHost {
         self.bundle.clone()
     }
 }
+
+/// A tiny deterministic xorshift generator for the no-panic and garbage-input tests (here and
+/// in the integration tests): seeded, so a failing input can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
+        v[(self.next() % v.len() as u64) as usize]
+    }
+
+    /// Up to `max - 1` random bytes.
+    pub fn bytes(&mut self, max: usize) -> Vec<u8> {
+        let n = (self.next() % max as u64) as usize;
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}

@@ -2,21 +2,15 @@
 //! mutated specs): errors are fine, panics are not. A cheap stand-in until cargo-fuzz targets
 //! exist; the parsers are the same `pub fn`s a fuzz target would call.
 
-use dockerish_spec::testing::FakeHost;
+use dockerish_spec::testing::{FakeHost, Rng};
 use dockerish_spec::*;
 use serde_json::json;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
-        v[(self.next() % v.len() as u64) as usize]
-    }
+trait Strings {
+    fn string(&mut self) -> String;
+}
+
+impl Strings for Rng {
     fn string(&mut self) -> String {
         const ALPHA: &[&str] = &[
             "a", "0", "9", "-", ":", "=", "/", ".", "..", ",", " ", "*", "[", "]", "{", "}", "\"", "\\", "\\040", "k", "m", "g", "ib",

@@ -63,19 +63,7 @@ fn every_fuzz_target_has_a_cargo_fuzz_binary() {
 // ---------------------------------------------------------------------------------------------
 // Garbage on the ttrpc socket
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn bytes(&mut self, max: usize) -> Vec<u8> {
-        let n = (self.next() % max as u64) as usize;
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
+use dockerish_spec::testing::Rng;
 
 /// Reads a FIFO in the background (as containerd does with the shim's `log`), keeping the text.
 fn drain_log(path: &Path) -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
