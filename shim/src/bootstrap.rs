@@ -194,21 +194,26 @@ pub fn delete(flags: &Flags) -> Result<(), BootstrapError> {
         Some(s) => (s.runc_binary.clone(), s.runc_root.clone()),
         None => ("runc".to_string(), crate::runc::state_root(None, &flags.namespace)),
     };
-    let mut cmd = Command::new(&binary);
-    cmd.arg("--root").arg(&root);
-    if saved.as_ref().is_some_and(|s| s.systemd_cgroup) {
-        cmd.arg("--systemd-cgroup");
-    }
-    cmd.args(["delete", "--force", &flags.id]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    match cmd.output() {
-        Ok(o) if !o.status.success() => {
-            let msg = String::from_utf8_lossy(&o.stderr);
-            if !msg.contains("does not exist") && !msg.contains("not found") {
-                eprintln!("runc delete {}: {}", flags.id, msg.trim());
-            }
+    // containerd 1.6/1.7 call `delete` after *every* shim disconnect (cleanupAfterDeadShim),
+    // and `ctr run --rm` waits for it. After a normal Delete RPC runc's state is already gone,
+    // so a second `runc delete` would only cost a Go process start on that critical path.
+    if runc_state_may_exist(Path::new(&root), &flags.id) {
+        let mut cmd = Command::new(&binary);
+        cmd.arg("--root").arg(&root);
+        if saved.as_ref().is_some_and(|s| s.systemd_cgroup) {
+            cmd.arg("--systemd-cgroup");
         }
-        Err(e) => eprintln!("runc {binary:?}: {e}"),
-        Ok(_) => {}
+        cmd.args(["delete", "--force", &flags.id]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        match cmd.output() {
+            Ok(o) if !o.status.success() => {
+                let msg = String::from_utf8_lossy(&o.stderr);
+                if !msg.contains("does not exist") && !msg.contains("not found") {
+                    eprintln!("runc delete {}: {}", flags.id, msg.trim());
+                }
+            }
+            Err(e) => eprintln!("runc {binary:?}: {e}"),
+            Ok(_) => {}
+        }
     }
     if let Err(e) = crate::rules::undo(&bundle) {
         eprintln!("undo host actions: {e}");
@@ -229,6 +234,17 @@ pub fn delete(flags: &Flags) -> Result<(), BootstrapError> {
     };
     let bytes = resp.write_to_bytes().map_err(|e| BootstrapError::Other(e.to_string()))?;
     std::io::stdout().write_all(&bytes).map_err(io_err("write", "stdout"))
+}
+
+/// runc (and crun) keep a container's state in `<root>/<id>`; when that directory is absent,
+/// `runc delete --force` has nothing to remove (runc itself only `RemoveAll`s that path then).
+/// Anything unexpected (an id that is not one path component, a stat error other than
+/// "not found") answers "may exist", so runc still gets to decide.
+fn runc_state_may_exist(root: &Path, id: &str) -> bool {
+    if id.is_empty() || id == "." || id == ".." || id.contains('/') || !root.is_absolute() {
+        return true;
+    }
+    !matches!(root.join(id).symlink_metadata(), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// `-info`: RuntimeInfo with `runc features` (containerd 2.x asks on idmap mounts and, from
@@ -312,6 +328,20 @@ pub fn dry_run(flags: &Flags) -> Result<(), BootstrapError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runc_state_lookup_only_trusts_a_plain_id_under_an_absolute_root() {
+        let dir = std::env::temp_dir().join(format!("dockerish-state-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("present")).unwrap();
+        assert!(runc_state_may_exist(&dir, "present"));
+        assert!(!runc_state_may_exist(&dir, "absent"));
+        // Not one path component, or a relative root: let runc decide.
+        for id in ["", ".", "..", "a/b", "../absent"] {
+            assert!(runc_state_may_exist(&dir, id), "{id:?}");
+        }
+        assert!(runc_state_may_exist(Path::new("relative/root"), "absent"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn socket_path_matches_go_shim_layout() {

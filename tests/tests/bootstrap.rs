@@ -20,6 +20,7 @@ runtime_tests!(dockerish_only:
     start_accepts_runtimeoptions_on_stdin,
     start_understands_bootstrap_params,
     info_prints_runtime_info_with_runc_features,
+    delete_runs_runc_only_while_runc_state_exists,
 );
 
 /// Checks a plain-address reply: exactly `unix:///run/containerd/s/<hash>` (containerd reads
@@ -183,4 +184,29 @@ fn info_prints_runtime_info_with_runc_features(rt: Runtime) {
     // With runc options on stdin too.
     let any = pb::any("containerd.runc.v1.Options", b"").into_bytes();
     assert_eq!(s.info(&any).code(), 0);
+}
+
+/// `delete` runs `runc delete --force` only while runc still has state for the id: containerd
+/// calls `delete` after every disconnect, normally after the Delete RPC already removed it.
+/// The runc here is a logging stand-in named in the bundle's saved state.
+fn delete_runs_runc_only_while_runc_state_exists(rt: Runtime) {
+    use std::os::unix::fs::PermissionsExt;
+    let c = Containerd::start();
+    let s = DirectShim::new(&c, rt);
+    let root = s.bundle.join("runc-root");
+    std::fs::create_dir_all(&root).unwrap();
+    let log = s.bundle.join("runc-calls");
+    let fake = s.bundle.join("fake-runc");
+    std::fs::write(&fake, format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display())).unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = serde_json::json!({"runc_binary": fake, "runc_root": root, "systemd_cgroup": false});
+    std::fs::write(s.bundle.join("dockerish-state.json"), state.to_string()).unwrap();
+
+    decode_delete_response(&s.delete());
+    assert!(!log.exists(), "runc ran although {} has no state for {}: {:?}", root.display(), s.id, std::fs::read_to_string(&log));
+
+    std::fs::create_dir(root.join(&s.id)).unwrap();
+    decode_delete_response(&s.delete());
+    let calls = std::fs::read_to_string(&log).expect("runc was not run although its state directory exists");
+    assert_eq!(calls.trim(), format!("--root {} delete --force {}", root.display(), s.id));
 }
