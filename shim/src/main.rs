@@ -6,6 +6,7 @@ mod bootstrap;
 mod cgroup;
 mod daemon;
 mod events;
+mod execfifo;
 mod fsutil;
 mod logger;
 mod monitor;

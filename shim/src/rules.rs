@@ -56,10 +56,8 @@ impl Plan {
         }
     }
 
-    /// Applies the rules and rewrites config.json. Returns whether runc needs
-    /// `--systemd-cgroup` (CG-1/CG-2: decided from the filled cgroupsPath and the config) and what
-    /// the rules changed in the container's process (for its execs).
-    pub fn fill(&self, bundle: &Path, id: &str, namespace: &str) -> Result<(bool, ProcessDelta), String> {
+    /// Applies the rules and rewrites config.json.
+    pub fn fill(&self, bundle: &Path, id: &str, namespace: &str) -> Result<FillOutcome, String> {
         let (binary, _) = self.binary();
         let filled = dockerish_host::prepare(bundle, id, namespace, &self.config, &binary).map_err(|e| e.to_string())?;
         for a in &filled.applied {
@@ -76,7 +74,8 @@ impl Plan {
         dockerish_host::apply_actions(bundle, &filled.actions).map_err(|e| e.to_string())?;
         // commit keeps what the client wrote as config.json.orig; the filled side is in memory.
         let delta = ProcessDelta { orig: process_of_file(&bundle.join(dockerish_host::ORIG_SPEC)), filled: process_of(&filled.spec) };
-        Ok((filled.systemd_cgroup, delta))
+        let poststart = filled.spec.pointer("/hooks/poststart").and_then(serde_json::Value::as_array).is_some_and(|h| !h.is_empty());
+        Ok(FillOutcome { systemd_cgroup: filled.systemd_cgroup, delta, poststart_hooks: poststart })
     }
 
     pub fn save_state(&self, bundle: &Path, runc: &Runc) -> Result<(), String> {
@@ -85,6 +84,16 @@ impl Plan {
         let json = serde_json::to_vec(&s).map_err(|e| e.to_string())?;
         crate::fsutil::write_private(&path, &json).map_err(|e| format!("write {}: {e}", path.display()))
     }
+}
+
+/// What Create needs to know about the spec runc gets.
+pub struct FillOutcome {
+    /// runc needs `--systemd-cgroup` (CG-1/CG-2: decided from the filled cgroupsPath and the config).
+    pub systemd_cgroup: bool,
+    /// What the rules changed in the container's process (for its execs).
+    pub delta: ProcessDelta,
+    /// runc ≥ 1.2 runs these in `runc start`: such containers are started by runc itself.
+    pub poststart_hooks: bool,
 }
 
 /// The container's process before and after the rules, so execs can follow the container.

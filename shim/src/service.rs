@@ -66,6 +66,8 @@ struct Container {
     rootfs_mounted: bool,
     /// What the rules changed in the container's process, for its execs.
     delta: rules::ProcessDelta,
+    /// Start may open runc's exec FIFO itself instead of running `runc start` (no poststart hooks).
+    start_via_fifo: bool,
 }
 
 impl Container {
@@ -274,8 +276,8 @@ impl Service {
 
         // Docker's rules, then runc. Anything that fails from here on is rolled back.
         let result = async {
-            let (systemd, delta) = plan.fill(&bundle, id, &self.namespace).map_err(|e| status(Code::INVALID_ARGUMENT, e))?;
-            let runc = Runc { systemd_cgroup: runc.systemd_cgroup || systemd, ..runc.clone() };
+            let filled = plan.fill(&bundle, id, &self.namespace).map_err(|e| status(Code::INVALID_ARGUMENT, e))?;
+            let runc = Runc { systemd_cgroup: runc.systemd_cgroup || filled.systemd_cgroup, ..runc.clone() };
             plan.save_state(&bundle, &runc).map_err(|e| status(Code::INTERNAL, e))?;
             let paths = StdioPaths { stdin: req.stdin.clone(), stdout: req.stdout.clone(), stderr: req.stderr.clone(), terminal: req.terminal };
             let pid_file = bundle.join(crate::fsutil::INIT_PID);
@@ -305,10 +307,10 @@ impl Service {
                 use std::os::unix::fs::PermissionsExt;
                 let _ = std::fs::set_permissions(&pid_file, std::fs::Permissions::from_mode(0o600));
             }
-            Ok::<_, ttrpc::Error>((runc, paths, io, pid, delta))
+            Ok::<_, ttrpc::Error>((runc, paths, io, pid, filled))
         }
         .await;
-        let (runc, paths, io, pid, delta) = match result {
+        let (runc, paths, io, pid, filled) = match result {
             Ok(v) => v,
             Err(e) => {
                 Self::teardown(&runc, id, &bundle, rootfs_mounted).await;
@@ -328,7 +330,8 @@ impl Service {
             oom: OomState::default(),
             oom_task: None,
             rootfs_mounted,
-            delta,
+            delta: filled.delta,
+            start_via_fifo: !filled.poststart_hooks,
         };
         c.oom_task = self.watch_oom(&c);
         self.track(&mut c, "", pid).await;
@@ -470,7 +473,20 @@ impl Task for Service {
         let State::Created(created) = c.init.state else {
             return Err(status(Code::FAILED_PRECONDITION, format!("container {:?} is {:?}, not created", req.id, c.init.state.status())));
         };
-        c.runc.run("start", &["start", &req.id], ChildStdio::default()).await.map_err(|e| status(Code::UNKNOWN, e.to_string()))?;
+        let mut started = false;
+        if c.start_via_fifo {
+            let pid = created.pid;
+            // The reaper's routing table drops the pid as soon as the init's exit is seen.
+            let alive = || self.pids.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&pid);
+            match crate::execfifo::start(&c.runc.root.join(&req.id), alive).await {
+                Ok(crate::execfifo::Outcome::Started) => started = true,
+                Ok(crate::execfifo::Outcome::NotApplicable) => {}
+                Err(e) => return Err(status(Code::UNKNOWN, format!("start container {:?}: {e}", req.id))),
+            }
+        }
+        if !started {
+            c.runc.run("start", &["start", &req.id], ChildStdio::default()).await.map_err(|e| status(Code::UNKNOWN, e.to_string()))?;
+        }
         c.init.state = State::Running(created.start());
         self.publisher.publish(Event::Start(TaskStart { container_id: req.id.clone(), pid: created.pid, ..Default::default() }));
         Ok(StartResponse { pid: created.pid, ..Default::default() })
