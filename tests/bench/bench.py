@@ -23,6 +23,11 @@ GO = "io.containerd.runc.v2"
 DK = "io.containerd.dockerish.v2"
 RUNTIMES = [GO, DK]
 GOSEC = "runc.v2+seccomp"
+# dockerish with Docker's seccomp profile switched off: the same runc work as the plain Go shim,
+# so the ratio against GO is the shim's own share of the difference.
+DKU = "dockerish+unconfined"
+UNCONFINED = ["--annotation", "io.containerd.dockerish/security-opt=seccomp=unconfined"]
+VARIANTS = {GOSEC: (GO, ["--seccomp"]), DKU: (DK, UNCONFINED)}
 SHORT = {GO: "runc.v2 (Go)", DK: "dockerish"}
 SHIM_BIN = {GO: "containerd-shim-runc-v2", DK: "containerd-shim-dockerish-v2"}
 CG_NAME = {GO: "shim-go", DK: "shim-dk"}
@@ -192,8 +197,8 @@ class Bench:
                 list(ex.map(self.remove, ids))
 
     def order3(self, i):
-        v = [GO, DK, GOSEC]
-        return v[i % 3:] + v[:i % 3]
+        v = [GO, DK, GOSEC, DKU]
+        return v[i % 4:] + v[:i % 4]
 
     def order(self, i):
         return RUNTIMES if i % 2 == 0 else RUNTIMES[::-1]
@@ -209,12 +214,12 @@ class Bench:
         # GOSEC: the Go shim with `ctr run --seccomp` (containerd's default profile), so that runc
         # installs a seccomp filter as it does for dockerish (Docker's default profile): same runc work.
         for k in (wall, cpu, runc_cpu, hangs):
-            k[GOSEC] = [] if k is not hangs else 0
+            for v in VARIANTS:
+                k[v] = [] if k is not hangs else 0
         for i in range(n + 2):
             for rt in self.order3(i):
                 cid = self.new_id("l")
-                flags = ["--seccomp"] if rt == GOSEC else []
-                rt_name = GO if rt == GOSEC else rt
+                rt_name, flags = VARIANTS.get(rt, (rt, []))
                 c0, r0 = self.cpu_ns(CG_NAME[rt_name]), self.cpu_ns("runc")
                 t0 = time.perf_counter()
                 try:
@@ -235,7 +240,7 @@ class Bench:
                     runc_cpu[rt].append((r1 - r0) / 1e6)
         self.results["lifecycle"] = {
             rt: {"wall_ms": med(wall[rt]), "shim_cpu_ms": med(cpu[rt]), "shim_cpu_mean_ms": statistics.mean(cpu[rt]), "runc_cpu_ms": med(runc_cpu[rt]), "hangs": hangs[rt]}
-            for rt in RUNTIMES + [GOSEC]
+            for rt in RUNTIMES + list(VARIANTS)
         }
 
     def runc_floor(self):
@@ -272,9 +277,10 @@ class Bench:
         for rt in RUNTIMES:
             ids[rt] = self.new_id("e")
             self.run_detached(rt, ids[rt])
-        ids[GOSEC] = self.new_id("e")
-        self.ctr("run", "-d", "--seccomp", "--runtime", GO, self.image, ids[GOSEC], "sleep", "1000000")
-        lat = {rt: [] for rt in RUNTIMES + [GOSEC]}
+        for v, (rt_name, flags) in VARIANTS.items():
+            ids[v] = self.new_id("e")
+            self.ctr("run", "-d", *flags, "--runtime", rt_name, self.image, ids[v], "sleep", "1000000")
+        lat = {rt: [] for rt in RUNTIMES + list(VARIANTS)}
         for i in range(n + 3):
             for rt in self.order3(i):
                 t0 = time.perf_counter()
@@ -284,7 +290,7 @@ class Bench:
                     lat[rt].append((t1 - t0) * 1e3)
         for rt in ids:
             self.remove(ids[rt])
-        self.results["exec"] = {rt: {"wall_ms": med(lat[rt])} for rt in RUNTIMES + [GOSEC]}
+        self.results["exec"] = {rt: {"wall_ms": med(lat[rt])} for rt in RUNTIMES + list(VARIANTS)}
 
     def create_latency(self):
         n = self.args.creates
@@ -406,9 +412,12 @@ class Bench:
             row("2s", "wall vs Go + ctr --seccomp (ms)", l[GOSEC]["wall_ms"], l[DK]["wall_ms"])
             row("2s", "shim CPU vs Go + --seccomp (ms)", l[GOSEC]["shim_cpu_ms"], l[DK]["shim_cpu_ms"], None, "{:.2f}")
             row("2s", "runc CPU vs Go + --seccomp (ms)", l[GOSEC]["runc_cpu_ms"], l[DK]["runc_cpu_ms"], None, "{:.2f}")
+            row("2u", "wall, both without seccomp (ms)", l[GO]["wall_ms"], l[DKU]["wall_ms"])
+            row("2u", "runc CPU, both without seccomp (ms)", l[GO]["runc_cpu_ms"], l[DKU]["runc_cpu_ms"], None, "{:.2f}")
         if "exec" in R:
             row("3", "ctr task exec wall (ms)", R["exec"][GO]["wall_ms"], R["exec"][DK]["wall_ms"], 0.95)
             row("3s", "exec vs Go + ctr --seccomp (ms)", R["exec"][GOSEC]["wall_ms"], R["exec"][DK]["wall_ms"])
+            row("3u", "exec, both without seccomp (ms)", R["exec"][GO]["wall_ms"], R["exec"][DKU]["wall_ms"])
         if "create" in R:
             row("4", "task start -d (Create+Start) (ms)", R["create"][GO]["wall_ms"], R["create"][DK]["wall_ms"])
         if "scale" in R:
