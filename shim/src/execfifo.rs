@@ -9,8 +9,7 @@
 //! runc ≥ 1.2 also runs poststart hooks in `runc start`, so containers with poststart hooks are
 //! never started this way.
 
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -87,43 +86,29 @@ fn break_out(path: &Path) -> Result<Outcome, StartError> {
 
 /// Opens the read end without blocking; `None` if there is no FIFO at `path`.
 fn open_fifo(path: &Path) -> Result<Option<OwnedFd>, StartError> {
-    let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| StartError::Io { path: path.to_path_buf(), source: e.into() })?;
-    // SAFETY: plain open(2) of a NUL-terminated path; the fd is owned right below.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW) };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ENOENT) | Some(libc::ELOOP) => Ok(None),
-            _ => Err(StartError::Io { path: path.to_path_buf(), source: e }),
-        };
-    }
-    // SAFETY: fd was just returned by open and is not owned elsewhere.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let meta = std::fs::File::from(fd.try_clone().map_err(|e| StartError::Io { path: path.to_path_buf(), source: e })?)
-        .metadata()
-        .map_err(|e| StartError::Io { path: path.to_path_buf(), source: e })?;
-    use std::os::unix::fs::FileTypeExt;
-    if !meta.file_type().is_fifo() {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let io_err = |source| StartError::Io { path: path.to_path_buf(), source };
+    let f = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW).open(path) {
+        Ok(f) => f,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ELOOP)) => return Ok(None),
+        Err(e) => return Err(io_err(e)),
+    };
+    if !f.metadata().map_err(io_err)?.file_type().is_fifo() {
         return Ok(None);
     }
-    Ok(Some(fd))
+    Ok(Some(f.into()))
 }
 
 /// `Ok(true)`: got data; `Ok(false)`: end of file (every writer gone, nothing written).
 fn read_byte(fd: &OwnedFd) -> std::io::Result<bool> {
     let mut buf = [0u8; 16];
-    // SAFETY: reading into a buffer we own from an fd we own.
-    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-    match n {
-        n if n > 0 => Ok(true),
-        0 => Ok(false),
-        _ => Err(std::io::Error::last_os_error()),
-    }
+    Ok(nix::unistd::read(fd.as_raw_fd(), &mut buf)? > 0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::CString;
     use std::io::Write;
 
     fn state_dir(name: &str) -> PathBuf {
@@ -139,6 +124,14 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o622) }, 0);
     }
 
+    /// A runc-like state dir with its exec FIFO, as `runc create` leaves it.
+    fn created(name: &str) -> (PathBuf, PathBuf) {
+        let d = state_dir(name);
+        let fifo = d.join("exec.fifo");
+        mkfifo(&fifo);
+        (d, fifo)
+    }
+
     fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
     }
@@ -147,9 +140,7 @@ mod tests {
     /// FIFO is removed afterwards.
     #[test]
     fn waits_for_the_start_byte_then_removes_the_fifo() {
-        let d = state_dir("ok");
-        let fifo = d.join("exec.fifo");
-        mkfifo(&fifo);
+        let (d, fifo) = created("ok");
         let writer_path = fifo.clone();
         let writer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(150));
@@ -166,9 +157,7 @@ mod tests {
 
     #[test]
     fn dead_init_without_byte_is_an_error_and_keeps_the_fifo() {
-        let d = state_dir("dead");
-        let fifo = d.join("exec.fifo");
-        mkfifo(&fifo);
+        let (d, fifo) = created("dead");
         let e = rt().block_on(start(&d, || false)).err().expect("must fail");
         assert!(matches!(e, StartError::InitDead), "{e}");
         assert_eq!(e.to_string(), "container process is already dead");
@@ -178,9 +167,7 @@ mod tests {
 
     #[test]
     fn writer_closing_without_byte_is_reported() {
-        let d = state_dir("nobyte");
-        let fifo = d.join("exec.fifo");
-        mkfifo(&fifo);
+        let (d, fifo) = created("nobyte");
         let p = fifo.clone();
         let writer = std::thread::spawn(move || drop(std::fs::OpenOptions::new().write(true).open(&p).unwrap()));
         let e = rt().block_on(start(&d, || true)).err().expect("must fail");
