@@ -241,7 +241,7 @@ pub fn delete(flags: &Flags) -> Result<(), BootstrapError> {
 /// Anything unexpected (an id that is not one path component, a stat error other than
 /// "not found") answers "may exist", so runc still gets to decide.
 fn runc_state_may_exist(root: &Path, id: &str) -> bool {
-    if id.is_empty() || id == "." || id == ".." || id.contains('/') || !root.is_absolute() {
+    if !crate::fsutil::is_path_component(id) || !root.is_absolute() {
         return true;
     }
     !matches!(root.join(id).symlink_metadata(), Err(e) if e.kind() == std::io::ErrorKind::NotFound)

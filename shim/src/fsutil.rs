@@ -19,6 +19,12 @@ pub fn read_pid(path: &Path) -> Result<u32, String> {
     s.trim().parse().map_err(|_| format!("{}: not a pid: {s:?}", path.display()))
 }
 
+/// A container id usable as one path component under a state root (`<root>/<id>`): not empty,
+/// no `/`, not `.` or `..`.
+pub fn is_path_component(id: &str) -> bool {
+    !(id.is_empty() || id.contains('/') || id == "." || id == "..")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

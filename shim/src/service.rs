@@ -247,7 +247,7 @@ impl Service {
 
     async fn create_inner(&self, req: &CreateTaskRequest) -> Result<CreateTaskResponse, ttrpc::Error> {
         let id = req.id.as_str();
-        if id.is_empty() || id.contains('/') || id == "." || id == ".." {
+        if !crate::fsutil::is_path_component(id) {
             return Err(status(Code::INVALID_ARGUMENT, format!("invalid container id {id:?}")));
         }
         if self.containers.lock().unwrap_or_else(|e| e.into_inner()).contains_key(id) {
