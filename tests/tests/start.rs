@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use dockerish_tests::shim_direct::DirectShim;
 use dockerish_tests::ttrpc_raw::{self, CallError, TASK_V2};
-use dockerish_tests::{pb, procs, runtime_tests, Containerd, RunOpts, Runtime};
+use dockerish_tests::{image, pb, procs, runtime_tests, Containerd, RunOpts, Runtime};
 
 const T: Duration = Duration::from_secs(20);
 const D: Runtime = Runtime::Dockerish;
@@ -61,9 +61,7 @@ fn poststart_hooks_are_left_to_runc_start() {
     let log = c.dir.join("runc-calls");
     let cfg = logging_runc(&c, &log);
     let rootfs = c.dir.join("hook-rootfs");
-    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+    image::extract_rootfs(&rootfs);
     let marker = c.dir.join("poststart-ran");
     let spec_out = c.ctr(&["oci", "spec"]).expect_ok();
     let mut spec: serde_json::Value = serde_json::from_str(&spec_out.stdout).unwrap();
@@ -109,10 +107,7 @@ fn started_container_is_running_for_runc(rt: Runtime) {
 fn init_killed_before_start_fails_cleanly(rt: Runtime) {
     let c = Containerd::start();
     let s = DirectShim::new(&c, rt);
-    let rootfs = s.bundle.join("rootfs");
-    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+    image::extract_rootfs(&s.bundle.join("rootfs"));
     let mut spec = dockerish_tests::shim_direct::minimal_spec();
     spec["process"]["args"] = serde_json::json!(["sh", "-c", "exit 0"]);
     spec["mounts"] = serde_json::json!([{"destination": "/proc", "type": "proc", "source": "proc"}]);
