@@ -661,8 +661,18 @@ disabled_plugins = [{disabled}]
                 );
             }
         }
-        // 2. Shims (and their leftover children, e.g. binary:// loggers).
+        // 2. Shims (and their leftover children, e.g. binary:// loggers). A shim killed here
+        // (possibly in the last milliseconds of its own exit) cannot remove its socket, and
+        // its id may no longer have a bundle: note the socket from its command line.
         let shims = procs::shims_of(&self.grpc);
+        let shim_sockets: Vec<PathBuf> = shims
+            .iter()
+            .flat_map(|s| {
+                let by_flag = s.arg_after("-socket").map(PathBuf::from);
+                let by_id = s.arg_after("-namespace").zip(s.arg_after("-id")).map(|(ns, id)| procs::shim_socket(&self.grpc, ns, id));
+                by_flag.into_iter().chain(by_id)
+            })
+            .collect();
         for s in &shims {
             for c in procs::children_of(s.pid) {
                 procs::kill(c.pid, libc::SIGKILL);
@@ -679,6 +689,9 @@ disabled_plugins = [{disabled}]
         crate::wait_until(Duration::from_secs(5), || shims.iter().all(|s| !procs::alive(s.pid)));
         // 4. Mounts, sockets, runc state, cgroups, the directory.
         procs::unmount_all_under(&self.dir);
+        for sock in shim_sockets.iter().filter(|p| p.starts_with("/run/containerd/s")) {
+            let _ = std::fs::remove_file(sock);
+        }
         for (ns, id) in &ids {
             let _ = std::fs::remove_file(procs::shim_socket(&self.grpc, ns, id));
             for cg in procs::cgroups_named(id) {
