@@ -14,7 +14,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let r = dockerish_host::prepare(bundle, &a[2], &a[3], &cfg, "runc")
+    let r = dockerish_host::prepare(bundle, &a[2], &a[3], &cfg, "runc", None)
         .and_then(|f| dockerish_host::commit(bundle, &f).map(|_| f))
         .and_then(|f| dockerish_host::apply_actions(bundle, &f.actions).map(|_| f));
     match r {

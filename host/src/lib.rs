@@ -29,8 +29,9 @@ fn path_str(p: &Path) -> String {
 }
 
 /// Read the bundle's original spec (`config.json.orig` if a previous Create kept one, else
-/// `config.json`), resolve the rootfs, and run `fill` with the real host.
-pub fn prepare(bundle: &Path, id: &str, namespace: &str, config: &DaemonConfig, runc_binary: &str) -> Result<Filled, HostError> {
+/// `config.json`), resolve the rootfs, and run `fill` with the real host. `runc_systemd_cgroup`
+/// is runc `Options.SystemdCgroup` if the client sent runc options.
+pub fn prepare(bundle: &Path, id: &str, namespace: &str, config: &DaemonConfig, runc_binary: &str, runc_systemd_cgroup: Option<bool>) -> Result<Filled, HostError> {
     let orig = bundle.join(ORIG_SPEC);
     let src = if fsutil::exists_nofollow(&orig) { orig } else { bundle.join(SPEC) };
     let bytes = std::fs::read(&src).map_err(|e| HostError::io("read", path_str(&src), e))?;
@@ -44,7 +45,7 @@ pub fn prepare(bundle: &Path, id: &str, namespace: &str, config: &DaemonConfig, 
         &config.annotation_prefix,
         spec.get("annotations").and_then(|a| a.get(dockerish_spec::annotations::CRI_SANDBOX_ID)).and_then(Value::as_str),
     );
-    dockerish_spec::fill(spec, &Inputs { id, namespace, config }, &host).map_err(HostError::from)
+    dockerish_spec::fill(spec, &Inputs { id, namespace, config, runc_systemd_cgroup }, &host).map_err(HostError::from)
 }
 
 /// Keep the original spec as `config.json.orig` (only the first time) and write the filled

@@ -20,6 +20,9 @@ pub struct RealHost {
     features: OnceCell<Option<Value>>,
 }
 
+/// Exists (as a directory) exactly when systemd is PID 1 (`sd_booted`).
+pub const SYSTEMD_RUN_DIR: &str = "/run/systemd/system";
+
 /// Directories under `/dev` that DV-6 skips (ctrd `pkg/oci/utils_unix.go` `getDevices`).
 const DEV_SKIP_DIRS: &[&str] = &["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
 
@@ -277,6 +280,11 @@ impl Host for RealHost {
         #[allow(clippy::unnecessary_cast)]
         let v2 = r == 0 && st.f_type as i64 == libc::CGROUP2_SUPER_MAGIC as i64;
         v2
+    }
+
+    fn systemd_running(&self) -> bool {
+        // sd_booted(3): the directory systemd creates at boot, not followed through a symlink.
+        std::fs::symlink_metadata(SYSTEMD_RUN_DIR).is_ok_and(|m| m.is_dir())
     }
 
     fn apparmor_enabled(&self) -> bool {

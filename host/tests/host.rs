@@ -29,7 +29,7 @@ fn prepare_commit_and_retry_start_from_original() {
     let tmp = tempfile::tempdir().unwrap();
     let b = bundle(tmp.path(), "test", &fixture("ctr_default"));
     let cfg = DaemonConfig::default();
-    let f = prepare(&b, "test", "default", &cfg, "runc").unwrap();
+    let f = prepare(&b, "test", "default", &cfg, "runc", None).unwrap();
     assert_eq!(f.policy, Policy::Fill);
     assert_eq!(f.spec["linux"]["cgroupsPath"], "/docker/test");
     commit(&b, &f).unwrap();
@@ -39,7 +39,7 @@ fn prepare_commit_and_retry_start_from_original() {
     assert_eq!(now, f.spec);
     assert!(leftovers(&b).is_empty());
     // A retried Create starts again from the original, and the original is kept as it was.
-    let f2 = prepare(&b, "test", "default", &cfg, "runc").unwrap();
+    let f2 = prepare(&b, "test", "default", &cfg, "runc", None).unwrap();
     assert_eq!(f2.spec, f.spec);
     commit(&b, &f2).unwrap();
     let orig2: Value = serde_json::from_slice(&fs::read(b.join("config.json.orig")).unwrap()).unwrap();
@@ -50,7 +50,7 @@ fn prepare_commit_and_retry_start_from_original() {
 fn commit_failure_leaves_original_and_no_temp_file() {
     let tmp = tempfile::tempdir().unwrap();
     let b = bundle(tmp.path(), "test", &fixture("ctr_default"));
-    let f = prepare(&b, "test", "default", &DaemonConfig::default(), "runc").unwrap();
+    let f = prepare(&b, "test", "default", &DaemonConfig::default(), "runc", None).unwrap();
     // Make the final rename fail: config.json.orig already there, config.json a non-empty dir.
     fs::rename(b.join("config.json"), b.join("config.json.orig")).unwrap();
     fs::create_dir(b.join("config.json")).unwrap();
@@ -71,16 +71,16 @@ fn prepare_errors_name_the_file() {
     let tmp = tempfile::tempdir().unwrap();
     let b = tmp.path().join("default/x");
     fs::create_dir_all(&b).unwrap();
-    let e = prepare(&b, "x", "default", &DaemonConfig::default(), "runc").unwrap_err().to_string();
+    let e = prepare(&b, "x", "default", &DaemonConfig::default(), "runc", None).unwrap_err().to_string();
     assert!(e.starts_with("read ") && e.contains("config.json") && e.contains("no such file"), "{e}");
     fs::write(b.join("config.json"), b"{").unwrap();
-    let e = prepare(&b, "x", "default", &DaemonConfig::default(), "runc").unwrap_err().to_string();
+    let e = prepare(&b, "x", "default", &DaemonConfig::default(), "runc", None).unwrap_err().to_string();
     assert!(e.contains("config.json: invalid JSON"), "{e}");
     let spec = fixture("ctr_default");
     let mut spec = spec.clone();
     spec["annotations"] = json!({"io.containerd.dockerish/ipc": "bogus"});
     fs::write(b.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
-    let e = prepare(&b, "x", "default", &DaemonConfig::default(), "runc").unwrap_err().to_string();
+    let e = prepare(&b, "x", "default", &DaemonConfig::default(), "runc", None).unwrap_err().to_string();
     assert_eq!(e, "annotation \"io.containerd.dockerish/ipc\": invalid IPC mode: bogus");
 }
 

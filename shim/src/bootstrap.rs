@@ -300,8 +300,8 @@ pub fn dry_run(flags: &Flags) -> Result<(), BootstrapError> {
     let id = if flags.id.is_empty() { bundle.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default() } else { flags.id.clone() };
     let namespace = if flags.namespace.is_empty() { "default".to_string() } else { flags.namespace.clone() };
     let binary = config.runc_binary.clone().unwrap_or_else(|| "runc".into());
-    let filled = dockerish_host::prepare(&bundle, &id, &namespace, &config, &binary).map_err(|e| BootstrapError::Other(e.to_string()))?;
-    let mut warnings = Vec::new();
+    let filled = dockerish_host::prepare(&bundle, &id, &namespace, &config, &binary, None).map_err(|e| BootstrapError::Other(e.to_string()))?;
+    let mut warnings = filled.warnings.clone();
     if filled.spec["linux"]["cgroupsPath"].as_str() == Some(&format!("/{namespace}")) {
         // `ctr oci spec` writes "/<ns>" without the id; containerd adds it at create time.
         warnings.push(format!("cgroupsPath is \"/{namespace}\" without a container id (as `ctr oci spec` writes it): CG-1 treats only \"/{namespace}/{id}\" as containerd's default, so the cgroup rule was not applied"));

@@ -59,9 +59,12 @@ impl Plan {
     /// Applies the rules and rewrites config.json.
     pub fn fill(&self, bundle: &Path, id: &str, namespace: &str) -> Result<FillOutcome, String> {
         let (binary, _) = self.binary();
-        let filled = dockerish_host::prepare(bundle, id, namespace, &self.config, &binary).map_err(|e| e.to_string())?;
+        let filled = dockerish_host::prepare(bundle, id, namespace, &self.config, &binary, self.opts.systemd_cgroup).map_err(|e| e.to_string())?;
         for a in &filled.applied {
             log::debug!("{id}: {} {}", a.rule, a.change);
+        }
+        for w in &filled.warnings {
+            log::warn!("{id}: {w}");
         }
         log::info!(
             "{id}: {} rule(s) applied ({:?}, policy {:?}): {}",
@@ -88,7 +91,8 @@ impl Plan {
 
 /// What Create needs to know about the spec runc gets.
 pub struct FillOutcome {
-    /// runc needs `--systemd-cgroup` (CG-1/CG-2: decided from the filled cgroupsPath and the config).
+    /// runc needs `--systemd-cgroup` (CG-2: runc options, the config, CRI or the filled
+    /// cgroupsPath, see `dockerish_spec::cgroup_driver`).
     pub systemd_cgroup: bool,
     /// What the rules changed in the container's process (for its execs).
     pub delta: ProcessDelta,

@@ -277,7 +277,7 @@ impl Service {
         // Docker's rules, then runc. Anything that fails from here on is rolled back.
         let result = async {
             let filled = plan.fill(&bundle, id, &self.namespace).map_err(|e| status(Code::INVALID_ARGUMENT, e))?;
-            let runc = Runc { systemd_cgroup: runc.systemd_cgroup || filled.systemd_cgroup, ..runc.clone() };
+            let runc = Runc { systemd_cgroup: filled.systemd_cgroup, ..runc.clone() };
             plan.save_state(&bundle, &runc).map_err(|e| status(Code::INTERNAL, e))?;
             let paths = StdioPaths { stdin: req.stdin.clone(), stdout: req.stdout.clone(), stderr: req.stderr.clone(), terminal: req.terminal };
             let pid_file = bundle.join(crate::fsutil::INIT_PID);

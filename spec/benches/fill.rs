@@ -61,7 +61,7 @@ fn main() {
     h.mountinfo = parse_mountinfo(&mi).expect("mountinfo");
     let cfg = DaemonConfig::default();
     let fill_one = |spec: &Value, cfg: &DaemonConfig| {
-        let f = fill(spec.clone(), &Inputs { id: "test", namespace: "default", config: cfg }, &h).expect("fill");
+        let f = fill(spec.clone(), &Inputs { id: "test", namespace: "default", config: cfg, runc_systemd_cgroup: None }, &h).expect("fill");
         std::hint::black_box(f);
     };
     let clone_only = median_us(|| {

@@ -8,7 +8,7 @@ fn time(label: &str, spec: &Value, cfg: &DaemonConfig, h: &FakeHost) {
     let n = 2000;
     let t = std::time::Instant::now();
     for _ in 0..n {
-        let f = fill(spec.clone(), &Inputs { id: "test", namespace: "default", config: cfg }, h).expect("fill");
+        let f = fill(spec.clone(), &Inputs { id: "test", namespace: "default", config: cfg, runc_systemd_cgroup: None }, h).expect("fill");
         std::hint::black_box(f);
     }
     println!("{label}: {:?} per fill", t.elapsed() / n);

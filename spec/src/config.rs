@@ -265,6 +265,22 @@ impl DaemonConfig {
         for (key, val) in obj {
             c.set(key, val)?;
         }
+        // runc's driver chosen explicitly wins over exec-opts for the paths CG-1 writes: a
+        // contradiction would leave one of them silently ignored.
+        let runc_driver = match c.systemd_cgroup {
+            SystemdCgroup::On => Some(CgroupDriver::Systemd),
+            SystemdCgroup::Off => Some(CgroupDriver::Cgroupfs),
+            SystemdCgroup::Auto => None,
+        };
+        if let (Some(daemon), Some(runc)) = (c.cgroup_driver, runc_driver) {
+            if daemon != runc {
+                let name = |d: CgroupDriver| if d == CgroupDriver::Systemd { "systemd" } else { "cgroupfs" };
+                return Err(SpecError::config(
+                    "systemd-cgroup",
+                    format!("{} contradicts exec-opts native.cgroupdriver={}: set both to the same driver, or systemd-cgroup = \"auto\"", runc == CgroupDriver::Systemd, name(daemon)),
+                ));
+            }
+        }
         // CG-3 for the daemon option, once the driver is known whatever the key order.
         if c.cgroup_driver == Some(CgroupDriver::Systemd) && !c.cgroup_parent.is_empty() && !valid_slice(&c.cgroup_parent) {
             return Err(SpecError::config("cgroup-parent", CG3_TEXT));
@@ -555,6 +571,8 @@ mod tests {
             (r#"{"default-cgroupns-mode":"x"}"#, "config \"default-cgroupns-mode\": invalid default cgroup namespace (x): use \"host\" or \"private\""),
             (r#"{"exec-opts":["native.cgroupdriver=none"]}"#, "config \"exec-opts\": native.cgroupdriver option none is internally used and cannot be specified manually"),
             (r#"{"exec-opts":["native.cgroupdriver=foo"]}"#, "config \"exec-opts\": native.cgroupdriver option foo not supported"),
+            (r#"{"exec-opts":["native.cgroupdriver=systemd"],"systemd-cgroup":false}"#, "config \"systemd-cgroup\": false contradicts exec-opts native.cgroupdriver=systemd: set both to the same driver, or systemd-cgroup = \"auto\""),
+            (r#"{"SystemdCgroup":true,"exec-opts":["native.cgroupdriver=cgroupfs"]}"#, "config \"systemd-cgroup\": true contradicts exec-opts native.cgroupdriver=cgroupfs: set both to the same driver, or systemd-cgroup = \"auto\""),
             (r#"{"exec-opts":["native.cgroupdriver=systemd"],"cgroup-parent":"foo"}"#, "config \"cgroup-parent\": cgroup-parent for systemd cgroup should be a valid slice named as \"xxx.slice\""),
             (r#"{"policy":{"ctr":"sometimes"}}"#, "config \"policy.ctr\": invalid policy \"sometimes\": use \"fill\", \"explicit\" or \"off\""),
             (r#"{"policy":{"podman":"fill"}}"#, "config \"policy.podman\": unknown producer (use one of moby, cri, nerdctl, ctr)"),

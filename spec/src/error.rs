@@ -11,6 +11,9 @@ pub enum SpecError {
     /// A daemon configuration key (dockerish.toml / daemon.json) is malformed.
     #[error("config \"{key}\": {msg}")]
     Config { key: String, msg: String },
+    /// A runtime option the client sent (runc `Options`) cannot be honoured.
+    #[error("runc option \"{key}\": {msg}")]
+    RuntimeOption { key: String, msg: String },
     /// The incoming config.json itself is malformed (wrong JSON type for an OCI field).
     #[error("config.json field \"{field}\": {msg}")]
     Spec { field: String, msg: String },

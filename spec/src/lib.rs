@@ -9,6 +9,7 @@
 #![allow(clippy::collapsible_match, clippy::collapsible_if)]
 
 pub mod annotations;
+pub mod cgroup_driver;
 pub mod config;
 pub mod error;
 pub mod mountinfo;
@@ -30,6 +31,9 @@ pub struct Inputs<'a> {
     /// The containerd namespace of the shim (`-namespace`).
     pub namespace: &'a str,
     pub config: &'a DaemonConfig,
+    /// runc `Options.SystemdCgroup` when the client sent runc options (`None` otherwise): the
+    /// first word on the cgroup driver ([`cgroup_driver`]).
+    pub runc_systemd_cgroup: Option<bool>,
 }
 
 /// The result of `fill`.
@@ -43,8 +47,11 @@ pub struct Filled {
     pub origin: Origin,
     /// What `fill` did for that producer.
     pub policy: Policy,
-    /// runc must get `--systemd-cgroup` (CG-1/CG-2, ECOSYSTEM §0.6).
+    /// runc must get `--systemd-cgroup` (CG-2, [`cgroup_driver`]).
     pub systemd_cgroup: bool,
+    /// Things the shim should log: the request runs, but not the way its author may think
+    /// (e.g. a systemd-form cgroups path that runc takes as a cgroupfs path).
+    pub warnings: Vec<String>,
     /// Side effects the shim must perform before `runc create` and undo after delete.
     pub actions: Vec<HostAction>,
 }
@@ -121,8 +128,11 @@ pub trait Host {
     /// The AppArmor profile is loaded (AA-2).
     fn apparmor_profile_loaded(&self, name: &str) -> bool;
     /// A host path exists (SY-1 sysctl keys, NS-7 `/proc/self/ns/time`, INIT-1 lookup, MP-1
-    /// thermal paths, CG-2 `/run/systemd/system`).
+    /// thermal paths).
     fn path_exists(&self, host_path: &str) -> bool;
+    /// systemd is PID 1 here (`sd_booted`: `/run/systemd/system` is a directory), so runc's
+    /// systemd cgroup driver can work (CG-2).
+    fn systemd_running(&self) -> bool;
     /// CapEff of this process as `CAP_*` names (CP-2 availability, CP-3 privileged).
     fn own_capabilities(&self) -> Vec<String>;
     /// `runc features` JSON if known (NS-7 gating, MT-8 rro).

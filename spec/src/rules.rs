@@ -6,7 +6,8 @@
 //! step is written so that running `fill` on its own output changes nothing (§2.5.4).
 
 use crate::annotations::{self, Settings, CRI_SANDBOX_ID};
-use crate::config::{CgroupDriver, DaemonConfig, Origin, Policy, SystemdCgroup, CG3_TEXT};
+use crate::cgroup_driver;
+use crate::config::{CgroupDriver, DaemonConfig, Origin, Policy, CG3_TEXT};
 use crate::error::SpecError;
 use crate::mountinfo::{self, MountInfo};
 use crate::parse::{self, go_quote, DeviceRule, SeccompChoice};
@@ -113,6 +114,8 @@ struct Ctx<'a> {
     ns: &'a str,
     origin: Origin,
     fill: bool,
+    /// The runc cgroup driver a client or the admin chose (CG-2, `cgroup_driver::explicit`).
+    runc_driver: Option<cgroup_driver::Setting>,
     privileged: bool,
     userns_remap: bool,
     applied: Vec<Applied>,
@@ -136,6 +139,7 @@ pub(crate) fn fill(spec: Value, inputs: &Inputs, host: &dyn Host) -> Result<Fill
     if let Some(p) = settings.policy {
         policy = p;
     }
+    let runc_driver = cgroup_driver::explicit(inputs.runc_systemd_cgroup, cfg);
     let mut ctx = Ctx {
         spec,
         s: settings,
@@ -145,6 +149,7 @@ pub(crate) fn fill(spec: Value, inputs: &Inputs, host: &dyn Host) -> Result<Fill
         ns: inputs.namespace,
         origin,
         fill: policy == Policy::Fill,
+        runc_driver,
         privileged: false,
         userns_remap: false,
         applied: Vec::new(),
@@ -154,13 +159,11 @@ pub(crate) fn fill(spec: Value, inputs: &Inputs, host: &dyn Host) -> Result<Fill
     if policy != Policy::Off {
         ctx.run()?;
     }
+    // CG-2 (shim edge): runc's driver for the final path, also for specs left untouched.
     let path = get(&ctx.spec, &["linux", "cgroupsPath"]).and_then(Value::as_str).unwrap_or("");
-    let systemd_cgroup = match cfg.systemd_cgroup {
-        SystemdCgroup::On => true,
-        SystemdCgroup::Off => false,
-        SystemdCgroup::Auto => crate::is_systemd_cgroups_path(path),
-    };
-    Ok(Filled { spec: ctx.spec, applied: ctx.applied, origin, policy, systemd_cgroup, actions: ctx.actions })
+    let driver = cgroup_driver::decide(origin, runc_driver, path, host.systemd_running())?;
+    let warnings = driver.warning.into_iter().collect();
+    Ok(Filled { spec: ctx.spec, applied: ctx.applied, origin, policy, systemd_cgroup: driver.systemd, warnings, actions: ctx.actions })
 }
 
 impl<'a> Ctx<'a> {
@@ -463,14 +466,23 @@ impl<'a> Ctx<'a> {
 
     // ---- withCgroups ----
 
+    /// CG-2: the driver CG-1 writes the path for. runc's driver, where someone chose it, wins so
+    /// that the path and `--systemd-cgroup` agree; CRI's unset means cgroupfs, as in
+    /// `cgroup_driver::decide`; then `exec-opts`; then Docker's auto rule.
     fn cgroup_driver(&self) -> CgroupDriver {
-        match self.cfg.systemd_cgroup {
-            SystemdCgroup::On => CgroupDriver::Systemd,
-            SystemdCgroup::Off => CgroupDriver::Cgroupfs,
-            SystemdCgroup::Auto => self.cfg.cgroup_driver.unwrap_or(
-                // CG-2: systemd iff cgroup v2 and booted with systemd.
-                if self.host.cgroup_v2() && self.host.path_exists("/run/systemd/system") { CgroupDriver::Systemd } else { CgroupDriver::Cgroupfs },
-            ),
+        let systemd = match (self.runc_driver, self.origin) {
+            (Some(s), _) => s.systemd,
+            (None, Origin::Cri { .. }) => false,
+            (None, _) => match self.cfg.cgroup_driver {
+                Some(d) => d == CgroupDriver::Systemd,
+                // systemd iff cgroup v2 and booted with systemd.
+                None => self.host.cgroup_v2() && self.host.systemd_running(),
+            },
+        };
+        if systemd {
+            CgroupDriver::Systemd
+        } else {
+            CgroupDriver::Cgroupfs
         }
     }
 
@@ -495,6 +507,11 @@ impl<'a> Ctx<'a> {
         };
         if driver == CgroupDriver::Systemd && !crate::config::valid_slice(&parent) {
             return Err(if from_ann { self.ann_err("cgroup-parent", CG3_TEXT) } else { SpecError::config("cgroup-parent", CG3_TEXT) });
+        }
+        if driver == CgroupDriver::Systemd && self.runc_driver.is_none() && !self.host.systemd_running() {
+            // Only exec-opts gets here (the auto rule needs systemd; an explicit runc driver is
+            // checked with the final path). dockerd would leave it to runc to fail; say why.
+            return Err(SpecError::config("exec-opts", "native.cgroupdriver=systemd, but systemd is not running on this host: use native.cgroupdriver=cgroupfs (or no exec-opts) here"));
         }
         let path = match driver {
             CgroupDriver::Systemd => format!("{parent}:{}:{}", self.cfg.cgroup_scope_prefix, self.id),

@@ -1,5 +1,5 @@
 //! A configurable fake [`Host`] for unit tests (here and in other crates): every fact is a
-//! plain field, defaults describe this project's machine (x86_64, cgroup v1, no AppArmor,
+//! plain field, defaults describe this project's machine (x86_64, cgroup v1, no systemd, no AppArmor,
 //! runc 1.1 without the time namespace, kernel 6.1).
 
 use crate::{Host, HostDevice, HostError, MountInfo, SiblingTask, Value};
@@ -14,6 +14,7 @@ pub struct FakeHost {
     pub rootfs: BTreeMap<String, Vec<u8>>,
     pub devices: Vec<HostDevice>,
     pub cgroup_v2: bool,
+    pub systemd_running: bool,
     pub apparmor: bool,
     pub apparmor_loaded: BTreeSet<String>,
     pub paths: BTreeSet<String>,
@@ -54,6 +55,7 @@ impl Default for FakeHost {
             rootfs: BTreeMap::new(),
             devices: vec![],
             cgroup_v2: false,
+            systemd_running: false,
             apparmor: false,
             apparmor_loaded: BTreeSet::new(),
             paths,
@@ -113,6 +115,9 @@ impl Host for FakeHost {
     }
     fn cgroup_v2(&self) -> bool {
         self.cgroup_v2
+    }
+    fn systemd_running(&self) -> bool {
+        self.systemd_running
     }
     fn apparmor_enabled(&self) -> bool {
         self.apparmor

@@ -24,7 +24,7 @@ fn with_ann(mut spec: Value, ann: &[(&str, &str)]) -> Value {
 }
 
 fn run_cfg(spec: Value, cfg: &DaemonConfig, host: &FakeHost) -> Result<Filled, SpecError> {
-    fill(spec, &Inputs { id: ID, namespace: NS, config: cfg }, host)
+    fill(spec, &Inputs { id: ID, namespace: NS, config: cfg, runc_systemd_cgroup: None }, host)
 }
 
 fn run(spec: Value, host: &FakeHost) -> Result<Filled, SpecError> {
@@ -65,7 +65,7 @@ fn policy_per_producer() {
     let f = run(fixture("cri_container"), &h).unwrap();
     assert_eq!((f.origin, f.policy), (Origin::Cri { sandbox: false }, Policy::Explicit));
     assert_eq!(f.spec, fixture("cri_container"));
-    let f = fill(fixture("ctr_default"), &Inputs { id: ID, namespace: "moby", config: &DaemonConfig::default() }, &h).unwrap();
+    let f = fill(fixture("ctr_default"), &Inputs { id: ID, namespace: "moby", config: &DaemonConfig::default(), runc_systemd_cgroup: None }, &h).unwrap();
     assert_eq!((f.origin, f.policy), (Origin::Moby, Policy::Off));
     assert_eq!(f.spec, fixture("ctr_default"));
 }
@@ -167,16 +167,63 @@ fn fill_is_idempotent_on_every_fixture() {
 
 // ---- CG ----
 
+/// A host booted with systemd (cgroup v1 hybrid, like the test machine's nspawn environment).
+fn systemd_host() -> FakeHost {
+    FakeHost { systemd_running: true, ..FakeHost::default() }
+}
+
 #[test]
 fn cg_1_systemd_parent_from_config() {
     let mut cfg = DaemonConfig::from_json(r#"{"exec-opts":["native.cgroupdriver=systemd"],"cgroup-parent":"machine.slice"}"#).unwrap();
-    let f = run_cfg(fixture("ctr_default"), &cfg, &FakeHost::default()).unwrap();
+    let f = run_cfg(fixture("ctr_default"), &cfg, &systemd_host()).unwrap();
     assert_eq!(f.spec["linux"]["cgroupsPath"], "machine.slice:docker:test");
     assert!(f.systemd_cgroup);
     cfg.cgroup_parent.clear();
     cfg.cgroup_scope_prefix = "dockerish".into();
-    let f = run_cfg(fixture("ctr_default"), &cfg, &FakeHost::default()).unwrap();
+    let f = run_cfg(fixture("ctr_default"), &cfg, &systemd_host()).unwrap();
     assert_eq!(f.spec["linux"]["cgroupsPath"], "system.slice:dockerish:test");
+}
+
+#[test]
+fn cg_2_exec_opts_systemd_without_systemd_is_an_error_naming_the_setting() {
+    let cfg = DaemonConfig::from_json(r#"{"exec-opts":["native.cgroupdriver=systemd"]}"#).unwrap();
+    let e = run_cfg(fixture("ctr_default"), &cfg, &FakeHost::default()).unwrap_err().to_string();
+    assert_eq!(e, "config \"exec-opts\": native.cgroupdriver=systemd, but systemd is not running on this host: use native.cgroupdriver=cgroupfs (or no exec-opts) here");
+    // Specs whose path the rule leaves alone do not use Docker's driver.
+    assert!(!run_cfg(fixture("nerdctl_default"), &cfg, &FakeHost::default()).unwrap().systemd_cgroup);
+}
+
+#[test]
+fn cg_2_an_explicit_runc_driver_decides_the_path_cg_1_writes() {
+    // runc options from the client win over exec-opts and the auto rule, so that the path and
+    // --systemd-cgroup agree.
+    let cfg = DaemonConfig::from_json(r#"{"exec-opts":["native.cgroupdriver=systemd"]}"#).unwrap();
+    let f = fill(fixture("ctr_default"), &Inputs { id: ID, namespace: NS, config: &cfg, runc_systemd_cgroup: Some(false) }, &systemd_host()).unwrap();
+    assert_eq!((f.spec["linux"]["cgroupsPath"].as_str(), f.systemd_cgroup), (Some("/docker/test"), false));
+    let f = fill(fixture("ctr_default"), &Inputs { id: ID, namespace: NS, config: &DaemonConfig::default(), runc_systemd_cgroup: Some(true) }, &systemd_host()).unwrap();
+    assert_eq!((f.spec["linux"]["cgroupsPath"].as_str(), f.systemd_cgroup), (Some("system.slice:docker:test"), true));
+    let cfg = DaemonConfig::from_json(r#"{"systemd-cgroup":true}"#).unwrap();
+    let f = run_cfg(fixture("ctr_default"), &cfg, &systemd_host()).unwrap();
+    assert_eq!((f.spec["linux"]["cgroupsPath"].as_str(), f.systemd_cgroup), (Some("system.slice:docker:test"), true));
+    // ... and where systemd does not run, the setting is named.
+    let e = run_cfg(fixture("ctr_default"), &cfg, &FakeHost::default()).unwrap_err().to_string();
+    assert!(e.starts_with("config \"systemd-cgroup\": true selects runc's systemd cgroup driver, but systemd is not running on this host"), "{e}");
+}
+
+#[test]
+fn cg_2_cri_follows_systemd_cgroup_whatever_the_path() {
+    let mut s = fixture("cri_container");
+    s["linux"]["cgroupsPath"] = json!("kubepods-besteffort-pod1.slice:cri-containerd:test");
+    for host in [FakeHost::default(), systemd_host()] {
+        let f = run(s.clone(), &host).unwrap();
+        assert!(!f.systemd_cgroup, "unset SystemdCgroup = false, as with io.containerd.runc.v2");
+        assert_eq!(f.warnings.len(), 1, "{:?}", f.warnings);
+        assert!(f.warnings[0].contains("SystemdCgroup is not set"), "{:?}", f.warnings);
+        assert_eq!(f.spec, s, "the spec is CRI's");
+    }
+    let cfg = DaemonConfig::from_toml("SystemdCgroup = true").unwrap();
+    let f = run_cfg(s.clone(), &cfg, &systemd_host()).unwrap();
+    assert!(f.systemd_cgroup && f.warnings.is_empty());
 }
 
 #[test]
@@ -216,9 +263,8 @@ fn cg_1_refuses_a_cgroup_that_holds_another_containers_processes() {
 
 #[test]
 fn cg_2_auto_systemd_on_v2_with_systemd() {
-    let mut h = FakeHost::default();
+    let mut h = systemd_host();
     h.cgroup_v2 = true;
-    h.paths.insert("/run/systemd/system".into());
     let f = run(fixture("ctr_default"), &h).unwrap();
     assert_eq!(f.spec["linux"]["cgroupsPath"], "system.slice:docker:test");
     assert!(f.systemd_cgroup);
@@ -231,13 +277,15 @@ fn cg_2_auto_systemd_on_v2_with_systemd() {
 fn cg_2_systemd_cgroup_inferred_from_path_for_nerdctl() {
     let mut s = fixture("nerdctl_default");
     s["linux"]["cgroupsPath"] = json!("system.slice:nerdctl:abc");
-    let f = run(s, &FakeHost::default()).unwrap();
-    assert!(f.systemd_cgroup);
+    let f = run(s.clone(), &systemd_host()).unwrap();
+    assert!(f.systemd_cgroup && f.warnings.is_empty());
+    // Only where systemd runs; elsewhere runc takes the path literally, and the shim says so.
+    let f = run(s.clone(), &FakeHost::default()).unwrap();
+    assert!(!f.systemd_cgroup);
+    assert!(f.warnings.iter().any(|w| w.contains("systemd is not running")), "{:?}", f.warnings);
     let mut cfg = DaemonConfig::default();
     cfg.systemd_cgroup = SystemdCgroup::Off;
-    let mut s = fixture("nerdctl_default");
-    s["linux"]["cgroupsPath"] = json!("system.slice:nerdctl:abc");
-    assert!(!run_cfg(s, &cfg, &FakeHost::default()).unwrap().systemd_cgroup);
+    assert!(!run_cfg(s, &cfg, &systemd_host()).unwrap().systemd_cgroup);
 }
 
 #[test]

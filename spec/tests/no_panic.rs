@@ -80,6 +80,6 @@ fn fill_never_panics_on_random_annotations() {
             3 => spec["linux"]["resources"] = json!([]),
             _ => {}
         }
-        let _ = fill(spec, &Inputs { id: "t", namespace: "default", config: &cfg }, &h);
+        let _ = fill(spec, &Inputs { id: "t", namespace: "default", config: &cfg, runc_systemd_cgroup: None }, &h);
     }
 }
