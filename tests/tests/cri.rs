@@ -597,3 +597,144 @@ fn pod_lifecycle_through_the_cri_plugin() {
     drop(pod_cgroup);
     assert!(procs::mounts_under(&dir).is_empty(), "mounts left under {}", dir.display());
 }
+
+/// A private containerd with the CRI plugin (config from [`cri_config`] plus `extra`), the test
+/// images imported and CRI ready. `dir` must stay alive (and be removed) by the caller.
+fn start_cri(dir: &Path, extra: &str) -> (Containerd, Cri) {
+    for plugin in ["loopback", "static"] {
+        assert!(
+            Path::new("/usr/lib/cni").join(plugin).is_file(),
+            "/usr/lib/cni/{plugin} missing: apt-get install containernetworking-plugins"
+        );
+    }
+    std::fs::create_dir_all(dir.join("cni")).unwrap();
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    std::fs::write(dir.join("cni/10-dockerish-test-lo.conflist"), CNI_CONFLIST).unwrap();
+    let c = Containerd::start_with(Options {
+        cri: true,
+        import_image: false,
+        dir: Some(dir.join("c")),
+        extra_config: format!("{}\n{extra}", cri_config(dir)),
+        ..Options::default()
+    });
+    c.import_image(K8S_NS);
+    let pause = pause_image_tarball(dir);
+    c.ctr_in(K8S_NS, &["images", "import", "--all-platforms", &pause.to_string_lossy()]).expect_ok();
+    let cri = Cri::connect(&c.grpc);
+    let mut last = String::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || match cri.ready() {
+            Ok(()) => true,
+            Err(e) => {
+                last = e;
+                false
+            }
+        }),
+        "CRI runtime/network never became ready: {last}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || cri.image_present(PAUSE_IMAGE) && cri.image_present(IMAGE)),
+        "CRI does not see the imported images"
+    );
+    (c, cri)
+}
+
+/// Cgroup directories under `/sys/fs/cgroup` (any depth up to 6) whose name ends with `suffix`.
+fn cgroup_dirs_ending_with(suffix: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut level = vec![PathBuf::from("/sys/fs/cgroup")];
+    for _ in 0..6 {
+        let mut next = Vec::new();
+        for d in &level {
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    if e.file_name().to_string_lossy().ends_with(suffix) {
+                        found.push(e.path());
+                    }
+                    next.push(e.path());
+                }
+            }
+        }
+        level = next;
+    }
+    found
+}
+
+/// Issue 12 item 3: the kubelet with the systemd cgroup driver names the pod's cgroup parent
+/// `…pod<uid>.slice`, and CRI then writes `<parent>:cri-containerd:<id>`. On a host without
+/// systemd the Go shim (SystemdCgroup absent = false) runs such a pod with runc's cgroupfs
+/// driver, which takes the path literally. With the shipped `dockerish.toml` our shim must do
+/// the same (CRI containers follow SystemdCgroup exactly) and log why, not fail RunPodSandbox
+/// with "systemd not running on this host".
+#[test]
+fn slice_cgroup_parent_without_systemd_runs_like_the_go_shim() {
+    assert!(!Path::new("/run/systemd/system").exists(), "this test is about a host without systemd (see tests/tests/systemd.rs for one with)");
+    let tmp = tempfile::Builder::new().prefix("dkcri-").tempdir_in("/tmp").unwrap();
+    let dir = tmp.path().to_path_buf();
+    // install.sh keeps (or adds) the Go shim's `runc` handler without an `options` table: CRI
+    // sends it nothing, so its SystemdCgroup is false. That is the reference.
+    let (c, cri) = start_cri(&dir, "");
+    let mut pids = Vec::new();
+    let mut ids = Vec::new();
+    for handler in ["runc", HANDLER] {
+        let uid = format!("dkslice{}x{handler}", std::process::id());
+        let parent = format!("kubepods-besteffort-pod{uid}.slice");
+        let sandbox_config = PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata { name: format!("slice-{handler}"), uid, namespace: "default".into(), attempt: 0 }),
+            hostname: "slicepod".into(),
+            log_directory: dir.join("logs").display().to_string(),
+            linux: Some(LinuxPodSandboxConfig {
+                cgroup_parent: parent.clone(),
+                security_context: Some(LinuxSandboxSecurityContext { namespace_options: Some(kubelet_namespaces()), ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let sandbox = cri
+            .call(cri.rs().run_pod_sandbox(RunPodSandboxRequest { config: Some(sandbox_config.clone()), runtime_handler: handler.into() }))
+            .unwrap_or_else(|e| panic!("RunPodSandbox with handler {handler}: {e}"));
+        let sandbox = sandbox.pod_sandbox_id;
+        c.track(K8S_NS, &sandbox);
+        let app = cri.create_container(&sandbox, &sandbox_config, "app").unwrap_or_else(|e| panic!("CreateContainer ({handler}): {e}"));
+        c.track(K8S_NS, &app);
+        cri.start_container(&app).unwrap_or_else(|e| panic!("StartContainer ({handler}): {e}"));
+        for id in [&sandbox, &app] {
+            let path = format!("{parent}:cri-containerd:{id}");
+            assert_eq!(bundle_spec(&c, id)["linux"]["cgroupsPath"], path.as_str(), "CRI's cgroupsPath of {id} ({handler})");
+            let pid = if id == &sandbox { pid_of(&cri.sandbox_info(id).1) } else { pid_of(&cri.container_info(id).1) };
+            // runc's cgroupfs driver: the path is one relative cgroup name, placed under the
+            // cgroup of runc itself (the shim's).
+            for ctrl in ["memory", "pids"] {
+                let cg = cgroup_of(pid, ctrl);
+                assert!(cg.ends_with(&format!("/{path}")), "{ctrl} cgroup of {id} ({handler}, pid {pid}): {cg}");
+            }
+            pids.push(pid);
+        }
+        ids.push((handler, sandbox, app, parent));
+    }
+    // Ours says why the systemd-looking path went to cgroupfs, naming the setting.
+    let log = c.log();
+    let warned = log.lines().any(|l| l.contains("cri-containerd:") && l.contains("SystemdCgroup") && l.contains("cgroupfs"));
+    assert!(warned, "no warning about the systemd-form cgroupsPath in containerd's log");
+    for (handler, sandbox, app, _) in &ids {
+        cri.call(cri.rs().stop_container(StopContainerRequest { container_id: app.clone(), timeout: 10 })).unwrap();
+        cri.call(cri.rs().remove_container(RemoveContainerRequest { container_id: app.clone() })).unwrap();
+        cri.call(cri.rs().stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() })).unwrap_or_else(|e| panic!("StopPodSandbox ({handler}): {e}"));
+        cri.call(cri.rs().remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox.clone() })).unwrap();
+    }
+    assert!(wait_until(Duration::from_secs(15), || c.shims().is_empty()), "shim still running: {:?}", c.shims());
+    for (handler, sandbox, app, _) in &ids {
+        for id in [sandbox, app] {
+            assert!(!procs::runc_state(K8S_NS, id).exists(), "runc state of {id} ({handler}) left");
+            let left = cgroup_dirs_ending_with(&format!(":cri-containerd:{id}"));
+            assert!(left.is_empty(), "cgroups of {id} ({handler}) left: {left:?}");
+        }
+    }
+    for p in pids {
+        assert!(!procs::alive(p), "container process {p} still alive");
+    }
+    drop(cri);
+    drop(c);
+    let _ = std::fs::remove_dir(procs::runc_state(K8S_NS, ""));
+    assert!(procs::mounts_under(&dir).is_empty(), "mounts left under {}", dir.display());
+}
