@@ -1,11 +1,11 @@
 //! `ctr events` captured in the background.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::Containerd;
+use crate::{run_cmd, Containerd};
 
 /// One line of `ctr events`: `<timestamp> <namespace> <topic> <json>`.
 #[derive(Debug, Clone)]
@@ -68,8 +68,18 @@ impl Events {
     /// Subscribes to all events of `c` and returns once the subscription is live; events of
     /// namespace `ns` are those the helpers below look at.
     pub fn watch(c: &Containerd, ns: &str) -> Events {
-        let mut child = c
-            .ctr_command()
+        Self::watch_address(&c.grpc, ns)
+    }
+
+    /// [`Events::watch`] for any containerd reachable at `grpc_address` (e.g. one inside the
+    /// systemd environment, [`crate::systemd_env`]).
+    pub fn watch_address(grpc_address: &str, ns: &str) -> Events {
+        let ctr = || {
+            let mut c = Command::new("ctr");
+            c.args(["--address", grpc_address]);
+            c
+        };
+        let mut child = ctr()
             .arg("events")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -96,7 +106,7 @@ impl Events {
         loop {
             n += 1;
             let label = format!("dockerish.sync={n}");
-            c.ctr_raw(&["namespaces", "label", ns, &label]);
+            run_cmd(ctr().args(["namespaces", "label", ns, &label]), None, crate::containerd::CTR_TIMEOUT);
             if ev
                 .wait_for(Duration::from_millis(300), |e| e.topic == "/namespaces/update" && e.raw.contains(&format!("\"{n}\"")))
                 .is_some()
