@@ -21,6 +21,7 @@ pub mod pb;
 pub mod procs;
 pub mod pty;
 pub mod shim_direct;
+pub mod systemd_env;
 pub mod ttrpc_raw;
 
 pub use cmd::{run_cmd, Out};
