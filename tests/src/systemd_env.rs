@@ -65,7 +65,7 @@ pub fn preflight() -> Result<(), Unavailable> {
         return Err(Unavailable("not root: systemd-nspawn and runc need root".into()));
     }
     for (tool, pkg) in [("systemd-nspawn", "systemd-container"), ("debootstrap", "debootstrap"), ("nsenter", "util-linux")] {
-        if crate::which(tool).is_none() && !Path::new("/usr/sbin").join(tool).is_file() {
+        if find_tool(tool).is_none() {
             return Err(Unavailable(format!("{tool} not found (apt-get install {pkg}; scripts/install-deps does)")));
         }
     }
@@ -82,6 +82,13 @@ pub fn preflight() -> Result<(), Unavailable> {
         let _ = std::fs::remove_dir(&probe);
     }
     Ok(())
+}
+
+/// The PATH every command of the environment runs with (debootstrap and nspawn live in sbin).
+const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn find_tool(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(SYSTEM_PATH).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 /// One mounted cgroup hierarchy: its mount point and this process's cgroup in it.
@@ -207,12 +214,17 @@ pub fn ensure_rootfs() -> Result<(PathBuf, Option<Duration>), Unavailable> {
     }
     let started = Instant::now();
     let mirror = mirror().ok_or_else(|| Unavailable("no Debian mirror found in /etc/apt (set DOCKERISH_TEST_MIRROR)".into()))?;
+    // Half-built trees of builders that were killed (we hold the lock: none is running).
+    for e in std::fs::read_dir(&cache).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with(&format!("{ROOTFS_NAME}.build-")) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
     let tmp = cache.join(format!("{ROOTFS_NAME}.build-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
     let _ = std::fs::remove_dir_all(&rootfs);
     eprintln!("systemd env: building the bookworm rootfs in {} from {mirror} (once; ~40 s)", rootfs.display());
     let o = try_run_cmd(
-        Command::new("debootstrap").args(["--variant=minbase", &format!("--include={PACKAGES}"), "bookworm"]).arg(&tmp).arg(&mirror),
+        Command::new("debootstrap").env("PATH", SYSTEM_PATH).args(["--variant=minbase", &format!("--include={PACKAGES}"), "bookworm"]).arg(&tmp).arg(&mirror),
         None,
         Duration::from_secs(900),
     );
@@ -384,7 +396,7 @@ impl SystemdEnv {
             .arg(bind(&sub("cni"), "/etc/cni/net.d"))
             .arg(format!("--bind-ro={}:{SHIM_IN_MACHINE}", shim.display()))
             .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("PATH", SYSTEM_PATH)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);
@@ -453,7 +465,7 @@ impl SystemdEnv {
     /// `nsenter -t <PID 1> -a <args>` (all of the machine's namespaces, its root and cgroup).
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new("nsenter");
-        c.args(["-t", &self.leader.to_string(), "-a", "--"]).args(args).env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        c.args(["-t", &self.leader.to_string(), "-a", "--"]).args(args).env_clear().env("PATH", SYSTEM_PATH);
         c
     }
 
@@ -540,7 +552,7 @@ fn teardown(nspawn: Option<Child>, nspawn_pid: i32, leader: i32, cgroups: &[Path
         // Tasks first: a container that ignores SIGTERM would hold up the poweroff.
         let kill_all = "for n in $(ctr namespaces ls -q); do for t in $(ctr -n $n task ls -q); do ctr -n $n task kill -a -s KILL $t; done; done";
         let _ = try_run_cmd(
-            Command::new("nsenter").args(["-t", &leader.to_string(), "-a", "--", "sh", "-c", kill_all]).env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            Command::new("nsenter").args(["-t", &leader.to_string(), "-a", "--", "sh", "-c", kill_all]).env("PATH", SYSTEM_PATH),
             None,
             Duration::from_secs(30),
         );
