@@ -222,6 +222,8 @@ pub fn ensure_rootfs() -> Result<(PathBuf, Option<Duration>), Unavailable> {
     }
     let tmp = cache.join(format!("{ROOTFS_NAME}.build-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&rootfs);
+    // debootstrap's wget retries a silent mirror for many minutes: ask first.
+    mirror_reachable(&mirror).map_err(|e| Unavailable(format!("the Debian mirror {mirror} is not reachable ({e}): cannot build the rootfs")))?;
     eprintln!("systemd env: building the bookworm rootfs in {} from {mirror} (once; ~40 s)", rootfs.display());
     let o = try_run_cmd(
         Command::new("debootstrap").env("PATH", SYSTEM_PATH).args(["--variant=minbase", &format!("--include={PACKAGES}"), "bookworm"]).arg(&tmp).arg(&mirror),
@@ -242,6 +244,24 @@ pub fn ensure_rootfs() -> Result<(PathBuf, Option<Duration>), Unavailable> {
     std::fs::write(tmp.join(".dockerish-complete"), format!("{PACKAGES}\n")).map_err(|e| Unavailable(e.to_string()))?;
     std::fs::rename(&tmp, &rootfs).map_err(|e| Unavailable(format!("rename {} -> {}: {e}", tmp.display(), rootfs.display())))?;
     Ok((rootfs, Some(started.elapsed())))
+}
+
+/// A TCP connection to the mirror's host within 10 s.
+fn mirror_reachable(url: &str) -> Result<(), String> {
+    use std::net::ToSocketAddrs;
+    let (scheme, rest) = url.split_once("://").ok_or("not a URL")?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let hostport = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) { authority.to_string() } else { format!("{authority}:{default_port}") };
+    let addrs: Vec<_> = hostport.to_socket_addrs().map_err(|e| format!("resolve {hostport}: {e}"))?.collect();
+    let mut last = format!("no address for {hostport}");
+    for a in addrs {
+        match std::net::TcpStream::connect_timeout(&a, Duration::from_secs(10)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = format!("connect {a}: {e}"),
+        }
+    }
+    Err(last)
 }
 
 /// The units and settings the machine needs (see the module doc).
