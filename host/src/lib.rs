@@ -8,7 +8,7 @@ mod fsutil;
 pub mod realhost;
 
 pub use dockerish_spec::{DaemonConfig, Filled, HostAction, HostError};
-pub use realhost::RealHost;
+pub use realhost::{FeaturesRunner, RealHost};
 
 use dockerish_spec::{Inputs, SpecError, Value};
 use std::path::{Path, PathBuf};
