@@ -1,12 +1,19 @@
-//! A process's stdio: FIFOs (copied through pipes so output is flushed before the exit is
+//! A process's stdio: FIFOs (copied through pipes so output is drained before the exit is
 //! reported and a vanished client never gets a container SIGPIPE), `file://` and `binary://`
-//! log URIs, and terminals (the pty master that runc hands over its console socket).
+//! log URIs, and terminals (the pty master runc hands over its console socket).
+//!
+//! Three steps, so that nothing blocking runs on the shared runtime thread: [`StdioSpec::parse`]
+//! validates the request; [`open`] (blocking: FIFOs, files, pipes) runs on the blocking pool;
+//! [`Prepared::start`] / [`Prepared::attach_terminal`] start the copiers on the runtime.
+
+mod console;
+mod spec;
 
 use std::fs::OpenOptions;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -16,93 +23,26 @@ use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use console::{resize, ConsoleSocket};
+pub use spec::{Logger, Output, Sink, SpecError, StdioPaths, StdioSpec};
+
 use crate::monitor::Monitor;
 use crate::runc::ChildStdio;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StdioError {
+    #[error("{0}")]
+    Spec(#[from] SpecError),
     #[error("{what} {path:?}: {source}")]
     Open { what: &'static str, path: String, source: std::io::Error },
-    #[error("invalid {field} URI {uri:?}: {reason}")]
-    Uri { field: &'static str, uri: String, reason: String },
     #[error("log driver {binary:?}: {reason}")]
     Logger { binary: String, reason: String },
     #[error("console socket: {0}")]
     Console(String),
 }
 
-/// The stdio paths containerd gave for a process.
-#[derive(Debug, Clone, Default)]
-pub struct StdioPaths {
-    pub stdin: String,
-    pub stdout: String,
-    pub stderr: String,
-    pub terminal: bool,
-}
-
-#[derive(Debug, PartialEq)]
-enum Target {
-    Null,
-    Fifo(PathBuf),
-    File(PathBuf),
-    Binary { path: PathBuf, args: Vec<(String, String)> },
-}
-
-fn percent_decode(s: &str) -> String {
-    fn hex(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).map(|d| d as u8)
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        // Work on bytes: slicing the str could split a multi-byte character and panic.
-        if b[i] == b'%' {
-            if let (Some(h), Some(l)) = (b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn parse_target(field: &'static str, s: &str) -> Result<Target, StdioError> {
-    if s.is_empty() {
-        return Ok(Target::Null);
-    }
-    let Some((scheme, rest)) = s.split_once("://") else {
-        return Ok(Target::Fifo(PathBuf::from(s)));
-    };
-    let err = |reason: &str| StdioError::Uri { field, uri: s.to_string(), reason: reason.to_string() };
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let path = percent_decode(path);
-    if !path.starts_with('/') {
-        return Err(err("the path must be absolute"));
-    }
-    match scheme {
-        "fifo" => Ok(Target::Fifo(path.into())),
-        "file" => Ok(Target::File(path.into())),
-        "binary" => {
-            let args = query
-                .split('&')
-                .filter(|kv| !kv.is_empty())
-                .map(|kv| {
-                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    (percent_decode(k), percent_decode(v))
-                })
-                .collect();
-            Ok(Target::Binary { path: path.into(), args })
-        }
-        other => Err(err(&format!("unsupported scheme {other:?} (use fifo, file or binary)"))),
-    }
-}
-
-fn cloexec_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(std::io::Error::from)
+fn cloexec_pipe(what: &'static str, path: &Path) -> Result<(OwnedFd, OwnedFd), StdioError> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| StdioError::Open { what, path: path.display().to_string(), source: e.into() })
 }
 
 /// Opens a FIFO read-write: never blocks waiting for the other side, never hits EOF or
@@ -129,16 +69,119 @@ fn open_stdin_fifo(path: &Path) -> Result<OwnedFd, StdioError> {
         .map_err(|source| StdioError::Open { what: "stdin", path: path.display().to_string(), source })
 }
 
+fn open_file(what: &'static str, p: &Path) -> Result<OwnedFd, StdioError> {
+    let err = |source| StdioError::Open { what, path: p.display().to_string(), source };
+    if let Some(dir) = p.parent() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(err)?;
+    }
+    OpenOptions::new().append(true).create(true).mode(0o640).open(p).map(OwnedFd::from).map_err(err)
+}
+
+/// The owner (runc `Options.IoUid`/`IoGid`) of the pipes a process gets, so that a non-root
+/// process can reopen its own stdio (`/proc/self/fd/1`, `/dev/stdout`).
+fn chown(fd: &OwnedFd, owner: Option<(u32, u32)>, what: &'static str) -> Result<(), StdioError> {
+    let Some((uid, gid)) = owner else { return Ok(()) };
+    nix::unistd::fchown(fd.as_raw_fd(), Some(uid.into()), Some(gid.into()))
+        .map_err(|e| StdioError::Open { what, path: format!("pipe (chown to {uid}:{gid})"), source: e.into() })
+}
+
+/// An output stream after [`open`]: what the process gets and what the shim copies.
+enum OpenSink {
+    Null,
+    /// The process writes into `pipe_w`; the shim copies `pipe_r` into the FIFO.
+    Fifo { fifo: OwnedFd, pipe_r: OwnedFd, pipe_w: OwnedFd },
+    /// The process writes straight into the file.
+    File(OwnedFd),
+    /// stderr shares stdout's pipe or file.
+    SameAsStdout,
+}
+
+enum OpenOutput {
+    Terminal(Option<(OwnedFd, bool)>),
+    Streams { stdout: OpenSink, stderr: OpenSink },
+    Logger(Logger),
+}
+
+/// A process's stdio, opened (on the blocking pool) and ready to be started.
+pub struct Prepared {
+    stdin: Option<(OwnedFd, OwnedFd, OwnedFd)>,
+    terminal_stdin: Option<OwnedFd>,
+    output: OpenOutput,
+    owner: Option<(u32, u32)>,
+}
+
+fn open_sink(what: &'static str, s: &Sink, owner: Option<(u32, u32)>) -> Result<OpenSink, StdioError> {
+    Ok(match s {
+        Sink::Null => OpenSink::Null,
+        Sink::File(p) => OpenSink::File(open_file(what, p)?),
+        Sink::Fifo(p) => {
+            let fifo = open_fifo_rw(what, p)?;
+            let (pipe_r, pipe_w) = cloexec_pipe(what, p)?;
+            chown(&pipe_w, owner, what)?;
+            OpenSink::Fifo { fifo, pipe_r, pipe_w }
+        }
+    })
+}
+
+/// Opens what `spec` names. Blocking (FIFOs, files, directories): run it off the runtime thread.
+/// `owner` is runc's IoUid/IoGid when either is set.
+pub fn open(spec: &StdioSpec, owner: Option<(u32, u32)>) -> Result<Prepared, StdioError> {
+    let terminal = matches!(spec.output, Output::Terminal(_));
+    let (mut stdin, mut terminal_stdin) = (None, None);
+    if let Some(p) = &spec.stdin {
+        let fifo = open_stdin_fifo(p)?;
+        if terminal {
+            terminal_stdin = Some(fifo);
+        } else {
+            let (r, w) = cloexec_pipe("stdin", p)?;
+            chown(&r, owner, "stdin")?;
+            stdin = Some((fifo, r, w));
+        }
+    }
+    let output = match &spec.output {
+        Output::Terminal(Sink::Null) => OpenOutput::Terminal(None),
+        Output::Terminal(Sink::Fifo(p)) => OpenOutput::Terminal(Some((open_fifo_rw("stdout", p)?, true))),
+        Output::Terminal(Sink::File(p)) => OpenOutput::Terminal(Some((open_file("stdout", p)?, false))),
+        Output::Streams { stdout, stderr } => {
+            let out = open_sink("stdout", stdout, owner)?;
+            let err = if stderr == stdout && *stdout != Sink::Null { OpenSink::SameAsStdout } else { open_sink("stderr", stderr, owner)? };
+            OpenOutput::Streams { stdout: out, stderr: err }
+        }
+        Output::Logger(l) => OpenOutput::Logger(l.clone()),
+    };
+    Ok(Prepared { stdin, terminal_stdin, output, owner })
+}
+
 /// Handles the shim keeps for a running process's IO.
 #[derive(Default)]
 pub struct ProcessIo {
     /// Tells the stdin copier to drain what is buffered and close the process's stdin.
     close_stdin: Option<oneshot::Sender<()>>,
     stdin_task: Option<JoinHandle<()>>,
-    /// Output copiers; awaited before the exit is published.
+    /// Output copiers; drained before the exit is published.
     output_tasks: Vec<JoinHandle<()>>,
     /// The pty master, for resize.
     pub console: Option<OwnedFd>,
+}
+
+/// A process's output copiers, taken out of its [`ProcessIo`] to be waited for without a lock.
+pub struct Drain(Vec<JoinHandle<()>>);
+
+impl Drain {
+    /// Waits (bounded) for all output to reach its destination; a background child that keeps
+    /// the pipe open must not hold the exit event forever. Copiers still running are stopped.
+    pub async fn wait(self, limit: Duration) {
+        let mut tasks = self.0;
+        let all = async {
+            for t in tasks.iter_mut() {
+                let _ = t.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, all).await;
+        for t in tasks {
+            t.abort();
+        }
+    }
 }
 
 impl ProcessIo {
@@ -148,16 +191,8 @@ impl ProcessIo {
         }
     }
 
-    /// Waits (bounded) for all output to reach its destination. A background child that keeps
-    /// the pipe open must not hold the exit event forever.
-    pub async fn flush(&mut self, limit: Duration) {
-        let tasks = std::mem::take(&mut self.output_tasks);
-        let all = async {
-            for t in tasks {
-                let _ = t.await;
-            }
-        };
-        let _ = tokio::time::timeout(limit, all).await;
+    pub fn take_output(&mut self) -> Drain {
+        Drain(std::mem::take(&mut self.output_tasks))
     }
 
     /// Stops every copier and closes every fd (the process is gone).
@@ -179,70 +214,69 @@ impl Drop for ProcessIo {
     }
 }
 
-/// Builds the fds runc gets for a non-terminal process, and starts the copiers.
-pub async fn setup_pipes(
-    paths: &StdioPaths,
-    monitor: &Monitor,
-    container_id: &str,
-    namespace: &str,
-) -> Result<(ChildStdio, ProcessIo), StdioError> {
-    let mut io = ProcessIo::default();
-    let mut child = ChildStdio::default();
-
-    if !paths.stdin.is_empty() {
-        let fifo = open_stdin_fifo(Path::new(&paths.stdin))?;
-        let (r, w) = cloexec_pipe().map_err(|source| StdioError::Open { what: "stdin pipe", path: paths.stdin.clone(), source })?;
-        child.stdin = Some(r);
-        let (tx, rx) = oneshot::channel();
-        io.close_stdin = Some(tx);
-        io.stdin_task = Some(tokio::spawn(copy_stdin(fifo, w, rx)));
+impl Prepared {
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.output, OpenOutput::Terminal(_))
     }
 
-    let stdout = parse_target("stdout", &paths.stdout)?;
-    let stderr = parse_target("stderr", &paths.stderr)?;
-    match (&stdout, &stderr) {
-        (Target::Binary { path, args }, _) => {
-            let (out_w, err_w) = start_logger(path, args, monitor, container_id, namespace).await?;
-            child.stdout = Some(out_w);
-            child.stderr = Some(err_w);
+    /// For a process without a terminal: the fds runc (and so the process) gets, with the
+    /// copiers running. Starts the logging driver for `binary://`.
+    pub async fn start(self, monitor: &Monitor, container_id: &str, namespace: &str) -> Result<(ChildStdio, ProcessIo), StdioError> {
+        let mut io = ProcessIo::default();
+        let mut child = ChildStdio::default();
+        if let Some((fifo, r, w)) = self.stdin {
+            child.stdin = Some(r);
+            let (tx, rx) = oneshot::channel();
+            io.close_stdin = Some(tx);
+            io.stdin_task = Some(tokio::spawn(copy_stdin(fifo, w, rx)));
         }
-        _ => {
-            child.stdout = output_fd("stdout", &stdout, &mut io)?;
-            child.stderr = if stderr == stdout && stdout != Target::Null {
-                match &child.stdout {
-                    Some(fd) => Some(fd.try_clone().map_err(|source| StdioError::Open { what: "stderr", path: paths.stderr.clone(), source })?),
-                    None => None,
-                }
-            } else {
-                output_fd("stderr", &stderr, &mut io)?
-            };
+        match self.output {
+            OpenOutput::Terminal(_) => return Err(StdioError::Console("a terminal's output is attached when runc sends the pty".into())),
+            OpenOutput::Logger(l) => {
+                let (out_w, err_w) = start_logger(&l, monitor, container_id, namespace, self.owner).await?;
+                child.stdout = Some(out_w);
+                child.stderr = Some(err_w);
+            }
+            OpenOutput::Streams { stdout, stderr } => {
+                child.stdout = sink_fd(stdout, &mut io);
+                child.stderr = match stderr {
+                    OpenSink::SameAsStdout => match &child.stdout {
+                        Some(fd) => Some(fd.try_clone().map_err(|source| StdioError::Open { what: "stderr", path: "(stdout's pipe)".into(), source })?),
+                        None => None,
+                    },
+                    other => sink_fd(other, &mut io),
+                };
+            }
         }
+        Ok((child, io))
     }
-    Ok((child, io))
+
+    /// For a terminal process: copies between the pty master runc sent and the FIFOs.
+    pub fn attach_terminal(self, master: OwnedFd) -> Result<ProcessIo, StdioError> {
+        let mut io = ProcessIo::default();
+        let dup = |f: &OwnedFd| f.try_clone().map_err(|e| StdioError::Console(e.to_string()));
+        if let Some(fifo) = self.terminal_stdin {
+            let (tx, rx) = oneshot::channel();
+            io.close_stdin = Some(tx);
+            // A pty master is pollable, which is all tokio's pipe types need.
+            io.stdin_task = Some(tokio::spawn(copy_stdin(fifo, dup(&master)?, rx)));
+        }
+        if let OpenOutput::Terminal(Some((dst, is_fifo))) = self.output {
+            io.output_tasks.push(tokio::spawn(copy_tty_output(dup(&master)?, dst, is_fifo)));
+        }
+        io.console = Some(master);
+        Ok(io)
+    }
 }
 
-fn output_fd(what: &'static str, t: &Target, io: &mut ProcessIo) -> Result<Option<OwnedFd>, StdioError> {
-    match t {
-        Target::Null => Ok(None),
-        Target::File(p) => {
-            if let Some(dir) = p.parent() {
-                std::fs::create_dir_all(dir).map_err(|source| StdioError::Open { what, path: dir.display().to_string(), source })?;
-            }
-            let f = OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o640)
-                .open(p)
-                .map_err(|source| StdioError::Open { what, path: p.display().to_string(), source })?;
-            Ok(Some(f.into()))
+fn sink_fd(s: OpenSink, io: &mut ProcessIo) -> Option<OwnedFd> {
+    match s {
+        OpenSink::Null | OpenSink::SameAsStdout => None,
+        OpenSink::File(f) => Some(f),
+        OpenSink::Fifo { fifo, pipe_r, pipe_w } => {
+            io.output_tasks.push(tokio::spawn(copy_output(pipe_r, fifo)));
+            Some(pipe_w)
         }
-        Target::Fifo(p) => {
-            let fifo = open_fifo_rw(what, p)?;
-            let (r, w) = cloexec_pipe().map_err(|source| StdioError::Open { what, path: p.display().to_string(), source })?;
-            io.output_tasks.push(tokio::spawn(copy_output(r, fifo)));
-            Ok(Some(w))
-        }
-        Target::Binary { .. } => unreachable!("binary targets are handled before"),
     }
 }
 
@@ -281,161 +315,6 @@ async fn copy_output(pipe_r: OwnedFd, fifo: OwnedFd) {
     let _ = tokio::io::copy(&mut src, &mut dst).await;
 }
 
-/// containerd's logging-binary protocol: fd 3 = stdout, fd 4 = stderr, fd 5 = closed (or
-/// written to) when the driver is ready; CONTAINER_ID / CONTAINER_NAMESPACE in the env.
-async fn start_logger(
-    path: &Path,
-    args: &[(String, String)],
-    monitor: &Monitor,
-    container_id: &str,
-    namespace: &str,
-) -> Result<(OwnedFd, OwnedFd), StdioError> {
-    let lerr = |reason: String| StdioError::Logger { binary: path.display().to_string(), reason };
-    let (out_r, out_w) = cloexec_pipe().map_err(|e| lerr(e.to_string()))?;
-    let (err_r, err_w) = cloexec_pipe().map_err(|e| lerr(e.to_string()))?;
-    let (ready_r, ready_w) = cloexec_pipe().map_err(|e| lerr(e.to_string()))?;
-    let mut cmd = Command::new(path);
-    for (k, v) in args {
-        if v.is_empty() {
-            cmd.arg(k);
-        } else {
-            cmd.arg(k).arg(v);
-        }
-    }
-    cmd.env("CONTAINER_ID", container_id).env("CONTAINER_NAMESPACE", namespace);
-    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-    let fds = [out_r.as_raw_fd(), err_r.as_raw_fd(), ready_w.as_raw_fd()];
-    // SAFETY: only async-signal-safe calls (dup2) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Move sources out of the 3..5 range first so the dup2s cannot clobber each other.
-            let mut tmp = [0; 3];
-            for (i, fd) in fds.iter().enumerate() {
-                let t = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10);
-                if t < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                tmp[i] = t;
-            }
-            for (i, t) in tmp.iter().enumerate() {
-                if libc::dup2(*t, 3 + i as i32) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    monitor.spawn_detached(&mut cmd).map_err(|e| lerr(e.to_string()))?;
-    drop(cmd);
-    drop((out_r, err_r, ready_w));
-    // Wait (bounded) for the driver to say it is ready: a byte or EOF on fd 5.
-    let mut ready = pipe::Receiver::from_owned_fd(ready_r).map_err(|e| lerr(e.to_string()))?;
-    let mut b = [0u8; 1];
-    match tokio::time::timeout(Duration::from_secs(10), ready.read(&mut b)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(lerr(format!("reading its readiness pipe: {e}"))),
-        Err(_) => return Err(lerr("did not close or write to fd 5 within 10s (children holding fd 5 open count as not ready)".into())),
-    }
-    Ok((out_w, err_w))
-}
-
-/// A terminal process: runc sends the pty master over a unix socket we listen on.
-pub struct ConsoleSocket {
-    dir: PathBuf,
-    pub path: PathBuf,
-    listener: tokio::net::UnixListener,
-}
-
-impl ConsoleSocket {
-    pub fn new() -> Result<Self, StdioError> {
-        // sun_path is 108 bytes: bundle paths can be longer, so use a short private dir.
-        let dir = std::env::temp_dir().join(format!("dockerish-pty-{}-{}", std::process::id(), next_seq()));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| StdioError::Console(format!("{}: {e}", dir.display())))?;
-        let path = dir.join("pty.sock");
-        let listener = tokio::net::UnixListener::bind(&path).map_err(|e| StdioError::Console(format!("bind {}: {e}", path.display())))?;
-        Ok(ConsoleSocket { dir, path, listener })
-    }
-
-    /// Receives the master fd runc sends (SCM_RIGHTS).
-    pub async fn receive_master(&self) -> Result<OwnedFd, StdioError> {
-        let (stream, _) = self.listener.accept().await.map_err(|e| StdioError::Console(e.to_string()))?;
-        let std_stream = stream.into_std().map_err(|e| StdioError::Console(e.to_string()))?;
-        std_stream.set_nonblocking(false).map_err(|e| StdioError::Console(e.to_string()))?;
-        let fd = std_stream.as_raw_fd();
-        tokio::task::spawn_blocking(move || recv_fd(fd).map(|f| (f, std_stream)))
-            .await
-            .map_err(|e| StdioError::Console(e.to_string()))?
-            .map(|(f, _keep)| f)
-    }
-}
-
-fn recv_fd(sock: i32) -> Result<OwnedFd, StdioError> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::FromRawFd;
-    let mut buf = [0u8; 4096];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC).map_err(|e| StdioError::Console(format!("recvmsg: {e}")))?;
-    for c in msg.cmsgs().map_err(|e| StdioError::Console(e.to_string()))? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(fd) = fds.first() {
-                // SAFETY: the kernel just installed this fd for us; nobody else owns it.
-                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-            }
-        }
-    }
-    Err(StdioError::Console("runc sent no file descriptor".into()))
-}
-
-impl Drop for ConsoleSocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
-
-fn next_seq() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    SEQ.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Copies between the pty master and the process's FIFOs.
-pub fn attach_console(master: OwnedFd, paths: &StdioPaths, io: &mut ProcessIo) -> Result<(), StdioError> {
-    let dup = |f: &OwnedFd| f.try_clone().map_err(|e| StdioError::Console(e.to_string()));
-    if !paths.stdin.is_empty() {
-        let fifo = open_stdin_fifo(Path::new(&paths.stdin))?;
-        let w = dup(&master)?;
-        let (tx, rx) = oneshot::channel();
-        io.close_stdin = Some(tx);
-        // A pty master is pollable, which is all tokio's pipe types need.
-        io.stdin_task = Some(tokio::spawn(copy_stdin(fifo, w, rx)));
-    }
-    match parse_target("stdout", &paths.stdout)? {
-        Target::Fifo(p) => {
-            let fifo = open_fifo_rw("stdout", &p)?;
-            let r = dup(&master)?;
-            io.output_tasks.push(tokio::spawn(copy_tty_output(r, fifo, true)));
-        }
-        Target::File(p) => {
-            let f = OpenOptions::new().append(true).create(true).mode(0o640).open(&p).map_err(|source| StdioError::Open {
-                what: "stdout",
-                path: p.display().to_string(),
-                source,
-            })?;
-            let r = dup(&master)?;
-            io.output_tasks.push(tokio::spawn(copy_tty_output(r, f.into(), false)));
-        }
-        Target::Null => {}
-        Target::Binary { .. } => return Err(StdioError::Uri { field: "stdout", uri: paths.stdout.clone(), reason: "binary:// logging cannot be combined with a terminal".into() }),
-    }
-    io.console = Some(master);
-    Ok(())
-}
-
 async fn copy_tty_output(master: OwnedFd, dst_fd: OwnedFd, dst_is_fifo: bool) {
     let _ = nix::fcntl::fcntl(master.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
     let Ok(mut src) = pipe::Receiver::from_owned_fd_unchecked(master) else { return };
@@ -453,6 +332,7 @@ async fn copy_tty_output(master: OwnedFd, dst_fd: OwnedFd, dst_is_fifo: bool) {
         };
         let ok = match (&mut fifo, &mut file) {
             (Some(f), _) => f.write_all(&buf[..n]).await.is_ok(),
+            // An append to a local log file: the kernel's page cache takes it without waiting.
             (None, Some(f)) => std::io::Write::write_all(f, &buf[..n]).is_ok(),
             (None, None) => false,
         };
@@ -462,34 +342,52 @@ async fn copy_tty_output(master: OwnedFd, dst_fd: OwnedFd, dst_is_fifo: bool) {
     }
 }
 
-pub fn resize(master: &OwnedFd, width: u32, height: u32) -> std::io::Result<()> {
-    let ws = libc::winsize { ws_row: height as u16, ws_col: width as u16, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: TIOCSWINSZ reads a winsize struct we own.
-    let r = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
+/// containerd's logging-binary protocol: fd 3 = stdout, fd 4 = stderr, fd 5 = closed (or
+/// written to) when the driver is ready; CONTAINER_ID / CONTAINER_NAMESPACE in the env.
+async fn start_logger(l: &Logger, monitor: &Monitor, container_id: &str, namespace: &str, owner: Option<(u32, u32)>) -> Result<(OwnedFd, OwnedFd), StdioError> {
+    let lerr = |reason: String| StdioError::Logger { binary: l.path.display().to_string(), reason };
+    let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| lerr(e.to_string()));
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (ready_r, ready_w) = pipe()?;
+    chown(&out_w, owner, "stdout")?;
+    chown(&err_w, owner, "stderr")?;
+    let mut cmd = Command::new(&l.path);
+    for (k, v) in &l.args {
+        if v.is_empty() {
+            cmd.arg(k);
+        } else {
+            cmd.arg(k).arg(v);
+        }
     }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn log_uris() {
-        assert_eq!(parse_target("stdout", "").unwrap(), Target::Null);
-        assert_eq!(parse_target("stdout", "/run/x/stdout").unwrap(), Target::Fifo("/run/x/stdout".into()));
-        assert_eq!(parse_target("stdout", "file:///var/log/a%20b.log").unwrap(), Target::File("/var/log/a b.log".into()));
-        assert_eq!(
-            parse_target("stdout", "binary:///usr/bin/logger?id=1&flag").unwrap(),
-            Target::Binary { path: "/usr/bin/logger".into(), args: vec![("id".into(), "1".into()), ("flag".into(), "".into())] }
-        );
-        let e = parse_target("stdout", "http://x/y").unwrap_err().to_string();
-        assert!(e.contains("http://x/y") && e.contains("stdout"), "{e}");
-        assert!(parse_target("stderr", "file://relative").is_err());
-        // Multi-byte characters after '%' and a trailing '%' must not panic.
-        assert_eq!(percent_decode("/a%é%"), "/a%é%");
-        assert_eq!(percent_decode("/x%4"), "/x%4");
+    cmd.env("CONTAINER_ID", container_id).env("CONTAINER_NAMESPACE", namespace);
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let fds = [out_r.as_raw_fd(), err_r.as_raw_fd(), ready_w.as_raw_fd()];
+    // SAFETY: pre_exec is unsafe by contract (it runs between fork and exec); the closure only
+    // makes async-signal-safe calls (fcntl, dup2).
+    unsafe {
+        cmd.pre_exec(move || {
+            // Move sources out of the 3..5 range first so the dup2s cannot clobber each other.
+            let mut tmp = [0; 3];
+            for (i, fd) in fds.iter().enumerate() {
+                tmp[i] = nix::fcntl::fcntl(*fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10))?;
+            }
+            for (i, t) in tmp.iter().enumerate() {
+                nix::unistd::dup2(*t, 3 + i as i32)?;
+            }
+            Ok(())
+        });
     }
+    monitor.spawn_detached(&mut cmd).map_err(|e| lerr(e.to_string()))?;
+    drop(cmd);
+    drop((out_r, err_r, ready_w));
+    // Wait (bounded) for the driver to say it is ready: a byte or EOF on fd 5.
+    let mut ready = pipe::Receiver::from_owned_fd(ready_r).map_err(|e| lerr(e.to_string()))?;
+    let mut b = [0u8; 1];
+    match tokio::time::timeout(Duration::from_secs(10), ready.read(&mut b)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(lerr(format!("reading its readiness pipe: {e}"))),
+        Err(_) => return Err(lerr("did not close or write to fd 5 within 10s (children holding fd 5 open count as not ready)".into())),
+    }
+    Ok((out_w, err_w))
 }
