@@ -29,7 +29,20 @@ fn redirect_stderr_to_log(bundle: &str) {
     let _ = nix::unistd::dup2(f.as_raw_fd(), 2);
 }
 
+/// One malloc arena for the whole daemon. glibc gives every thread that allocates an arena of
+/// its own and keeps its pages after the thread ends: blocking-pool threads that run a Create
+/// (the rules build the spec) would leave ~0.2 MiB per container resident in every shim.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
+    // No safe wrapper exists (nix has none).
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 pub fn run(flags: &Flags) -> i32 {
+    one_malloc_arena();
     redirect_stderr_to_log(&flags.bundle);
     crate::logger::init(flags.debug, &flags.id, &flags.namespace);
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
