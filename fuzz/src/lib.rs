@@ -10,7 +10,8 @@
 //!   target in the normal test suite;
 //! - `scripts/soak`: the same loop for minutes (`DOCKERISH_FUZZ_SECS`).
 //!
-//! This file is included by path from the tests crate, so it depends only on crates both have.
+//! This file is included by path from the tests crate, so it depends only on crates both have
+//! (the shim's own parsers come from its library, `dockerish_shim`).
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
@@ -22,11 +23,8 @@ use dockerish_spec::config::Origin;
 use dockerish_spec::{mountinfo, passwd, DaemonConfig};
 use serde_json::{Map, Value};
 
-/// The shim's Go-style command-line flag parser (containerd passes `-id`, `-namespace`, …),
-/// compiled from the shim's own source: it lives in the binary crate.
-#[path = "../../shim/src/args.rs"]
-#[allow(dead_code)]
-mod shim_args;
+use dockerish_shim::args as shim_args;
+use dockerish_shim::stdio::{Output, StdioPaths, StdioSpec};
 
 /// A fuzz target body.
 pub type Target = fn(&[u8]);
@@ -40,6 +38,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("runtime_options", runtime_options),
     ("bootstrap_params", bootstrap_params),
     ("shim_flags", shim_flags),
+    ("stdio", stdio),
 ];
 
 fn text(data: &[u8]) -> Cow<'_, str> {
@@ -209,6 +208,42 @@ pub fn shim_flags(data: &[u8]) {
     }
 }
 
+/// The stdio of a Create or Exec (issue 10, item 2: one pair once reached an `unreachable!`):
+/// the first byte's low bit is the terminal flag, the rest is stdin, stdout and stderr
+/// separated by NUL bytes. Accepted requests keep the strings and form a combination the
+/// shim handles; refused ones name the field and its value.
+pub fn stdio(data: &[u8]) {
+    let (flags, rest) = data.split_first().map(|(f, r)| (*f, r)).unwrap_or((0, &[]));
+    let s = text(rest);
+    let mut parts = s.splitn(3, '\0');
+    let paths = StdioPaths {
+        stdin: parts.next().unwrap_or("").to_string(),
+        stdout: parts.next().unwrap_or("").to_string(),
+        stderr: parts.next().unwrap_or("").to_string(),
+        terminal: flags & 1 == 1,
+    };
+    match StdioSpec::parse(paths.clone()) {
+        Ok(spec) => {
+            assert_eq!(spec.paths, paths, "stdio: the request's strings must be kept as sent");
+            match &spec.output {
+                Output::Terminal(_) => assert!(paths.terminal, "stdio: a terminal output without the terminal flag"),
+                Output::Logger(_) => assert!(!paths.terminal && paths.stdout.starts_with("binary://"), "stdio: a logging driver not named on stdout: {paths:?}"),
+                Output::Streams { .. } => assert!(!paths.terminal && !paths.stdout.starts_with("binary://") && !paths.stderr.starts_with("binary://"), "stdio: {paths:?}"),
+            }
+        }
+        Err(e) => {
+            let given = match e.field {
+                "stdin" => &paths.stdin,
+                "stdout" => &paths.stdout,
+                "stderr" => &paths.stderr,
+                other => panic!("stdio: error names an unknown field {other:?}"),
+            };
+            assert_eq!(&e.value, given, "stdio: the error must quote the field's value");
+            clear_error("stdio", &e.to_string(), e.field);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Seeds and a libFuzzer-free mutation loop.
 
@@ -286,6 +321,15 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             b"--namespace=k8s.io\0-id=x\0-bundle\0/b\0delete".to_vec(),
             b"-info\0-v=false\0--\0dry-run\0/b".to_vec(),
         ],
+        "stdio" => vec![
+            b"\0/run/containerd/fifo/1/c-stdin\0/run/containerd/fifo/1/c-stdout\0/run/containerd/fifo/1/c-stderr".to_vec(),
+            b"\x01/run/f/in\0/run/f/out\0".to_vec(),
+            b"\0\0binary:///usr/bin/logger?id=1&flag\0binary:///usr/bin/logger?id=1&flag".to_vec(),
+            b"\0\0\0binary:///bin/true".to_vec(),
+            b"\0\0file:///var/log/c%20x.log\0file:///var/log/c%20x.log".to_vec(),
+            b"\x01\0fifo:///run/f/o\0/ignored".to_vec(),
+            b"\0relative\0http://x/y\0fifo://".to_vec(),
+        ],
         _ => vec![],
     };
     v
@@ -297,6 +341,7 @@ const DICT: &[&[u8]] = &[
     b"\\040", b"shared:", b"master:", b" - ", b"[", b"]", b"{", b"}", b"\"", b"m", b"g", b"k", b"ALL", b"CAP_", b"rwm",
     b"\x0a", b"\x12", b"\x1a", b"\x42", b"\xff\xff\xff\xff\x0f", b"\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01", b"\xc3\xa9",
     b"io.containerd.dockerish/", b"runtimeoptions.v1.Options", b"containerd.runc.v1.Options",
+    b"binary://", b"file://", b"fifo://", b"?", b"&", b"%", b"%2F",
 ];
 
 struct Rng(u64);

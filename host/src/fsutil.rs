@@ -216,21 +216,9 @@ pub(crate) fn mount_shm(p: &Path, size: i64) -> Result<(), HostError> {
 
 use std::os::unix::fs::DirBuilderExt;
 
-/// Undo [`mount_shm`]: lazy unmount (EINVAL = not mounted, ENOENT = gone), then rmdir.
+/// Undo [`mount_shm`]: lazy unmount (not mounted or gone is fine), then rmdir.
 pub(crate) fn unmount_and_remove(p: &Path) -> Result<(), HostError> {
-    let target = cstr(p)?;
-    loop {
-        // SAFETY: valid path string.
-        let r = unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) };
-        if r == 0 {
-            continue; // stacked mounts: repeat until nothing is mounted there
-        }
-        let e = last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINVAL) | Some(libc::ENOENT) => break,
-            _ => return Err(HostError::io("umount", path_str(p), e)),
-        }
-    }
+    crate::unmount_all(p, true)?;
     match std::fs::remove_dir(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

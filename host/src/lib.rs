@@ -8,7 +8,7 @@ mod fsutil;
 pub mod realhost;
 
 pub use dockerish_spec::{DaemonConfig, Filled, HostAction, HostError};
-pub use realhost::RealHost;
+pub use realhost::{FeaturesRunner, RealHost};
 
 use dockerish_spec::{Inputs, SpecError, Value};
 use std::path::{Path, PathBuf};
@@ -32,20 +32,64 @@ fn path_str(p: &Path) -> String {
 /// `config.json`), resolve the rootfs, and run `fill` with the real host. `runc_systemd_cgroup`
 /// is runc `Options.SystemdCgroup` if the client sent runc options.
 pub fn prepare(bundle: &Path, id: &str, namespace: &str, config: &DaemonConfig, runc_binary: &str, runc_systemd_cgroup: Option<bool>) -> Result<Filled, HostError> {
+    fill_spec(bundle, read_spec(bundle)?, id, namespace, config, runc_systemd_cgroup, RealHost::new(bundle, Path::new(""), runc_binary))
+}
+
+/// The bundle's original spec: `config.json.orig` if a previous Create kept one, else
+/// `config.json`.
+pub fn read_spec(bundle: &Path) -> Result<Value, HostError> {
     let orig = bundle.join(ORIG_SPEC);
     let src = if fsutil::exists_nofollow(&orig) { orig } else { bundle.join(SPEC) };
     let bytes = std::fs::read(&src).map_err(|e| HostError::io("read", path_str(&src), e))?;
-    let spec: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| HostError::Invalid { path: path_str(&src), msg: format!("invalid JSON: {e}") })?;
+    serde_json::from_slice(&bytes).map_err(|e| HostError::Invalid { path: path_str(&src), msg: format!("invalid JSON: {e}") })
+}
+
+/// [`prepare`] for a spec already read ([`read_spec`]) and a host the caller configured
+/// ([`RealHost::new`], e.g. with [`RealHost::with_features_runner`]); the rootfs and the scope
+/// are set here from the spec.
+pub fn fill_spec(
+    bundle: &Path,
+    spec: Value,
+    id: &str,
+    namespace: &str,
+    config: &DaemonConfig,
+    runc_systemd_cgroup: Option<bool>,
+    mut host: RealHost,
+) -> Result<Filled, HostError> {
     let root = spec.get("root").and_then(|r| r.get("path")).and_then(Value::as_str).unwrap_or("rootfs");
     let rootfs = if Path::new(root).is_absolute() { PathBuf::from(root) } else { bundle.join(root) };
-    let mut host = RealHost::new(bundle, &rootfs, runc_binary);
+    host.set_rootfs(&rootfs);
     host.set_scope(
         id,
         &config.annotation_prefix,
         spec.get("annotations").and_then(|a| a.get(dockerish_spec::annotations::CRI_SANDBOX_ID)).and_then(Value::as_str),
     );
     dockerish_spec::fill(spec, &Inputs { id, namespace, config, runc_systemd_cgroup }, &host).map_err(HostError::from)
+}
+
+/// Whether `/sys/fs/cgroup` is the unified (v2) hierarchy: the one probe host and shim use.
+pub fn cgroup_v2() -> bool {
+    nix::sys::statfs::statfs("/sys/fs/cgroup").is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+}
+
+/// Unmounts everything stacked on `target` (never following a symlink there), the one unmount
+/// loop of host and shim. `detach`: lazily from the start; otherwise a busy mount is detached
+/// as a last resort, so that it cannot make the bundle's removal fail forever. Not mounted or
+/// gone is success.
+pub fn unmount_all(target: &Path, detach: bool) -> Result<(), HostError> {
+    use nix::mount::{umount2, MntFlags};
+    let mut flags = MntFlags::UMOUNT_NOFOLLOW | if detach { MntFlags::MNT_DETACH } else { MntFlags::empty() };
+    // Bounded: each round removes one mount (or turns to detaching); a target that keeps being
+    // mounted again is not ours to fight.
+    for _ in 0..64 {
+        match umount2(target, flags) {
+            Ok(()) => continue,
+            Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => return Ok(()),
+            Err(nix::errno::Errno::EBUSY) if !flags.contains(MntFlags::MNT_DETACH) => flags |= MntFlags::MNT_DETACH,
+            Err(e) => return Err(HostError::io("umount", path_str(target), e.into())),
+        }
+    }
+    Err(HostError::Invalid { path: path_str(target), msg: "still mounted after 64 unmounts".into() })
 }
 
 /// Keep the original spec as `config.json.orig` (only the first time) and write the filled

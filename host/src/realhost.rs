@@ -18,10 +18,15 @@ pub struct RealHost {
     prefix: String,
     sandbox_id: Option<String>,
     features: OnceCell<Option<Value>>,
+    /// Runs `runc features` for a binary path (the shim routes it through its reaper).
+    features_runner: Option<FeaturesRunner>,
 }
 
 /// Exists (as a directory) exactly when systemd is PID 1 (`sd_booted`).
 pub const SYSTEMD_RUN_DIR: &str = "/run/systemd/system";
+
+/// Runs `<binary> features` and returns its stdout, or `None` if it failed.
+pub type FeaturesRunner = Box<dyn Fn(&Path) -> Option<Vec<u8>> + Send + Sync>;
 
 /// Directories under `/dev` that DV-6 skips (ctrd `pkg/oci/utils_unix.go` `getDevices`).
 const DEV_SKIP_DIRS: &[&str] = &["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
@@ -40,7 +45,18 @@ impl RealHost {
             prefix: "io.containerd.dockerish/".into(),
             sandbox_id: None,
             features: OnceCell::new(),
+            features_runner: None,
         }
+    }
+
+    /// Who runs `runc features` when a rule asks (default: a plain child process).
+    pub fn with_features_runner(mut self, run: FeaturesRunner) -> Self {
+        self.features_runner = Some(run);
+        self
+    }
+
+    pub fn set_rootfs(&mut self, rootfs: &Path) {
+        self.rootfs = rootfs.to_path_buf();
     }
 
     /// Who we are for NS-10 lookups: our container ID, the annotation prefix (for
@@ -271,15 +287,7 @@ impl Host for RealHost {
     }
 
     fn cgroup_v2(&self) -> bool {
-        // SAFETY: statfs writes into the zeroed struct we pass.
-        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-        let c = c"/sys/fs/cgroup";
-        // SAFETY: valid path and out pointer.
-        let r = unsafe { libc::statfs(c.as_ptr(), &mut st) };
-        // Casts keep this portable: the field and constant types differ between arches.
-        #[allow(clippy::unnecessary_cast)]
-        let v2 = r == 0 && st.f_type as i64 == libc::CGROUP2_SUPER_MAGIC as i64;
-        v2
+        crate::cgroup_v2()
     }
 
     fn systemd_running(&self) -> bool {
@@ -312,7 +320,10 @@ impl Host for RealHost {
 
     fn runc_features(&self) -> Option<Value> {
         self.features
-            .get_or_init(|| cached_runc_features(&self.runc_binary, Path::new(FEATURES_CACHE_DIR)))
+            .get_or_init(|| match &self.features_runner {
+                Some(run) => cached_runc_features_with(&self.runc_binary, Path::new(FEATURES_CACHE_DIR), run),
+                None => cached_runc_features(&self.runc_binary, Path::new(FEATURES_CACHE_DIR)),
+            })
             .clone()
     }
 
@@ -383,6 +394,15 @@ pub const FEATURES_CACHE_DIR: &str = "/run/containerd-shim-dockerish";
 /// the answer is cached on disk, keyed by the binary's identity (device, inode, size, mtime): an
 /// upgraded or replaced runc gets a new key. Only successful answers are cached.
 pub fn cached_runc_features(binary: &str, cache_dir: &Path) -> Option<Value> {
+    let run = |b: &Path| {
+        let out = std::process::Command::new(b).arg("features").stdin(std::process::Stdio::null()).stderr(std::process::Stdio::null()).output().ok()?;
+        out.status.success().then_some(out.stdout)
+    };
+    cached_runc_features_with(binary, cache_dir, &run)
+}
+
+/// [`cached_runc_features`] with `run` starting the process (a binary path in, its stdout out).
+pub fn cached_runc_features_with(binary: &str, cache_dir: &Path, run: &dyn Fn(&Path) -> Option<Vec<u8>>) -> Option<Value> {
     let resolved = resolve_on_path(binary)?;
     let key = std::fs::metadata(&resolved).ok().map(|m| {
         use std::os::unix::fs::MetadataExt;
@@ -393,14 +413,11 @@ pub fn cached_runc_features(binary: &str, cache_dir: &Path) -> Option<Value> {
             return Some(v);
         }
     }
-    let out = std::process::Command::new(&resolved).arg("features").stdin(std::process::Stdio::null()).stderr(std::process::Stdio::null()).output().ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    let out = run(&resolved)?;
+    let v: Value = serde_json::from_slice(&out).ok()?;
     if let Some(k) = key {
         // Best effort: a failure to cache only costs the next shim a runc call.
-        let _ = write_cache(cache_dir, &k, &out.stdout);
+        let _ = write_cache(cache_dir, &k, &out);
     }
     Some(v)
 }

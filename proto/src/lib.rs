@@ -183,11 +183,11 @@ pub fn parse_start_input(buf: &[u8], id: &str, namespace: &str) -> Result<StartI
         .map_err(|e| ProtoError::BadStartInput { len: buf.len(), reason: e.to_string() })
 }
 
-/// The reply a 2.3+ daemon expects. Version 2: we serve one container per task API connection
-/// and rely on `shim delete` cleanup (ECOSYSTEM.md §0.4).
-pub fn bootstrap_result(address: &str) -> Result<Vec<u8>, ProtoError> {
+/// The reply a 2.3+ daemon expects: the task API `version` (2 or 3; the shim serves both on
+/// one socket), the address, the protocol.
+pub fn bootstrap_result(address: &str, version: i32) -> Result<Vec<u8>, ProtoError> {
     let r = BootstrapResult {
-        version: 2,
+        version,
         address: address.to_string(),
         protocol: "ttrpc".to_string(),
         ..Default::default()
@@ -307,10 +307,10 @@ mod tests {
     #[test]
     fn bootstrap_result_does_not_end_in_whitespace() {
         // containerd TrimSpaces the reply; protocol is the last field written.
-        let b = bootstrap_result("unix:///run/containerd/s/abc").unwrap();
+        let b = bootstrap_result("unix:///run/containerd/s/abc", 3).unwrap();
         assert!(!b.last().unwrap().is_ascii_whitespace());
         let r = BootstrapResult::parse_from_bytes(&b).unwrap();
-        assert_eq!(r.version, 2);
+        assert_eq!(r.version, 3);
         assert_eq!(r.protocol, "ttrpc");
     }
 

@@ -1,11 +1,12 @@
 //! The container's cgroup as seen from the shim: metrics for `Stats` and OOM detection.
 //! Paths are read once from `/proc/<init pid>/cgroup` after `runc create`, so they stay valid
-//! (for stats of a stopped task) until `runc delete` removes the cgroup.
+//! (for stats of a stopped task) until `runc delete` removes the cgroup. Also the shim's own
+//! cgroup (runc `Options.ShimCgroup`).
 
 use std::collections::HashMap;
 use std::fs;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use containerd_shim_protos::cgroups::metrics as v1;
@@ -21,16 +22,49 @@ pub enum Cgroup {
     V2(PathBuf),
 }
 
-pub fn is_v2() -> bool {
-    nix::sys::statfs::statfs(CGROUP_ROOT)
-        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
-        .unwrap_or(false)
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("ShimCgroup {0:?}: must be an absolute cgroup path without \"..\"")]
+    InvalidPath(String),
+    #[error("ShimCgroup {path:?}: no such cgroup under {root}")]
+    Missing { path: String, root: &'static str },
+    #[error("ShimCgroup {path:?}: write {file}: {source}")]
+    Write { path: String, file: String, source: std::io::Error },
+}
+
+/// Moves `pid` into the cgroup `path` (runc `Options.ShimCgroup`, as the Go shim does at
+/// `start`): the unified hierarchy on cgroup v2, every v1 hierarchy that has it otherwise.
+pub fn join(pid: u32, path: &str) -> Result<(), JoinError> {
+    let rel = Path::new(path);
+    if !rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(JoinError::InvalidPath(path.to_string()));
+    }
+    let rel = rel.strip_prefix("/").unwrap_or(rel);
+    let dirs: Vec<PathBuf> = if dockerish_host::cgroup_v2() {
+        vec![Path::new(CGROUP_ROOT).join(rel)]
+    } else {
+        v1_hierarchies().into_iter().map(|h| h.join(rel)).filter(|d| d.is_dir()).collect()
+    };
+    if dirs.is_empty() || !dirs.iter().all(|d| d.is_dir()) {
+        return Err(JoinError::Missing { path: path.to_string(), root: CGROUP_ROOT });
+    }
+    for d in dirs {
+        let file = d.join("cgroup.procs");
+        fs::write(&file, pid.to_string()).map_err(|source| JoinError::Write { path: path.to_string(), file: file.display().to_string(), source })?;
+    }
+    Ok(())
+}
+
+/// Mount points of the cgroup v1 hierarchies (`cgroup` entries of our mountinfo).
+fn v1_hierarchies() -> Vec<PathBuf> {
+    let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
+    dockerish_spec::parse_mountinfo(&text).unwrap_or_default().iter().filter(|m| m.fs_type() == "cgroup").map(|m| PathBuf::from(m.mount_point())).collect()
 }
 
 impl Cgroup {
     pub fn of_pid(pid: u32) -> Option<Cgroup> {
         let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        Some(Self::parse(&text, is_v2()))
+        Some(Self::parse(&text, dockerish_host::cgroup_v2()))
     }
 
     fn parse(text: &str, v2: bool) -> Cgroup {
@@ -72,33 +106,21 @@ impl Cgroup {
     /// A pollable fd that becomes readable on OOM events (v1: eventfd on memory.oom_control;
     /// v2: inotify on memory.events).
     pub fn oom_notifier(&self) -> Option<OwnedFd> {
+        use nix::sys::eventfd::{EfdFlags, EventFd};
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
         match self {
             Cgroup::V1(m) => {
                 let dir = m.get("memory")?;
                 let control = fs::File::open(dir.join("memory.oom_control")).ok()?;
-                // SAFETY: plain syscall, the result is checked.
-                let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-                if efd < 0 {
-                    return None;
-                }
-                // SAFETY: efd was just created and is owned here.
-                let efd = unsafe { OwnedFd::from_raw_fd(efd) };
+                let efd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK).ok()?;
                 fs::write(dir.join("cgroup.event_control"), format!("{} {}", efd.as_raw_fd(), control.as_raw_fd())).ok()?;
-                Some(efd)
+                Some(efd.into())
             }
             Cgroup::V2(p) => {
-                use std::os::unix::ffi::OsStrExt;
-                let file = std::ffi::CString::new(p.join("memory.events").as_os_str().as_bytes()).ok()?;
-                // SAFETY: plain syscalls; results are checked and the fd is owned right away.
-                let ino = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-                if ino < 0 {
-                    return None;
-                }
-                let ino = unsafe { OwnedFd::from_raw_fd(ino) };
-                if unsafe { libc::inotify_add_watch(ino.as_raw_fd(), file.as_ptr(), libc::IN_MODIFY) } < 0 {
-                    return None;
-                }
-                Some(ino)
+                let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
+                ino.add_watch(&p.join("memory.events"), AddWatchFlags::IN_MODIFY).ok()?;
+                // The watch belongs to the open file description: a duplicate keeps it.
+                ino.as_fd().try_clone_to_owned().ok()
             }
         }
     }

@@ -16,6 +16,7 @@ pub fn timestamp(t: SystemTime) -> Timestamp {
     Timestamp { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32, ..Default::default() }
 }
 
+#[derive(Debug, Clone)]
 pub enum Event {
     Create(TaskCreate),
     Start(TaskStart),
@@ -29,6 +30,11 @@ pub enum Event {
 }
 
 impl Event {
+    /// The event's topic (`/tasks/exit`, …).
+    pub fn topic(&self) -> &'static str {
+        self.topic_and_any().0
+    }
+
     fn topic_and_any(&self) -> (&'static str, Option<containerd_shim_protos::protobuf::well_known_types::any::Any>) {
         fn any<M: MessageFull>(m: &M) -> Option<containerd_shim_protos::protobuf::well_known_types::any::Any> {
             dockerish_proto::event_any(m).ok()
@@ -63,18 +69,22 @@ impl Publisher {
         Publisher { tx, pending }
     }
 
-    pub fn publish(&self, e: Event) {
-        self.pending.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if self.tx.send((SystemTime::now(), e)).is_err() {
-            self.pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
 
     /// Waits (bounded) until every queued event was delivered or given up on.
     pub async fn drain(&self, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
         while self.pending.load(std::sync::atomic::Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl crate::runtime::EventSink for Publisher {
+    /// Queues the event (never blocks); events go out in the order they were published.
+    fn publish(&self, e: Event) {
+        self.pending.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.tx.send((SystemTime::now(), e)).is_err() {
+            self.pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         }
     }
 }

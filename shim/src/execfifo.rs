@@ -9,12 +9,11 @@
 //! runc ≥ 1.2 also runs poststart hooks in `runc start`, so containers with poststart hooks are
 //! never started this way.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
+use tokio::net::unix::pipe;
 
 /// How often the init's liveness is checked while waiting (runc start polls at 100 ms).
 const LIVENESS_TICK: Duration = Duration::from_millis(50);
@@ -48,23 +47,22 @@ pub async fn start(state_dir: &Path, init_alive: impl Fn() -> bool) -> Result<Ou
     let io_err = |source| StartError::Io { path: path.clone(), source };
     // A read end opened before any writer does not report hang-up, so readiness means the
     // byte is there (or init opened and closed the FIFO without writing).
-    // SAFETY: we own `fd` exclusively and it stays open as long as the AsyncFd lives.
-    let afd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(|e| io_err(e.into_parts().1))?;
+    let rx = pipe::Receiver::from_owned_fd(fd).map_err(io_err)?;
     loop {
         tokio::select! {
-            guard = afd.readable() => {
-                let mut guard = guard.map_err(io_err)?;
-                match read_byte(afd.get_ref()) {
+            ready = rx.readable() => {
+                ready.map_err(io_err)?;
+                match read_byte(&rx) {
                     Ok(true) => break,
                     Ok(false) => return Err(StartError::NoStartByte { path }),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => guard.clear_ready(),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                     Err(e) => return Err(io_err(e)),
                 }
             }
             _ = tokio::time::sleep(LIVENESS_TICK) => {
                 if !init_alive() {
                     // It may have run to completion between two ticks: its byte is still queued.
-                    return match read_byte(afd.get_ref()) {
+                    return match read_byte(&rx) {
                         Ok(true) => break_out(&path),
                         _ => Err(StartError::InitDead),
                     };
@@ -100,15 +98,14 @@ fn open_fifo(path: &Path) -> Result<Option<OwnedFd>, StartError> {
 }
 
 /// `Ok(true)`: got data; `Ok(false)`: end of file (every writer gone, nothing written).
-fn read_byte(fd: &OwnedFd) -> std::io::Result<bool> {
+fn read_byte(rx: &pipe::Receiver) -> std::io::Result<bool> {
     let mut buf = [0u8; 16];
-    Ok(nix::unistd::read(fd.as_raw_fd(), &mut buf)? > 0)
+    Ok(rx.try_read(&mut buf)? > 0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::CString;
     use std::io::Write;
 
     fn state_dir(name: &str) -> PathBuf {
@@ -120,8 +117,7 @@ mod tests {
     }
 
     fn mkfifo(p: &Path) {
-        let c = CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o622) }, 0);
+        nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o622)).unwrap();
     }
 
     /// A runc-like state dir with its exec FIFO, as `runc create` leaves it.

@@ -10,19 +10,10 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     f.write_all(data)
 }
 
-/// runc's `--pid-file` for the container's init, kept in the bundle: `shim delete` and sibling
-/// lookups (NS-10) read it after the daemon is gone.
-pub const INIT_PID: &str = "init.pid";
-
-pub fn read_pid(path: &Path) -> Result<u32, String> {
-    let s = std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
-    s.trim().parse().map_err(|_| format!("{}: not a pid: {s:?}", path.display()))
-}
-
-/// A container id usable as one path component under a state root (`<root>/<id>`): not empty,
-/// no `/`, not `.` or `..`.
+/// A name usable as one path component (`<runc root>/<namespace>/<id>`, socket hashes): not
+/// empty, no `/` or NUL, not `.` or `..`.
 pub fn is_path_component(id: &str) -> bool {
-    !(id.is_empty() || id.contains('/') || id == "." || id == "..")
+    !(id.is_empty() || id.contains('/') || id.contains('\0') || id == "." || id == "..")
 }
 
 #[cfg(test)]

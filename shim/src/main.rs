@@ -1,21 +1,7 @@
-//! containerd-shim-dockerish-v2: a containerd shim v2 that runs containers through runc after
-//! filling their OCI spec with the rules `docker run` applies.
+//! containerd-shim-dockerish-v2: the binary containerd runs (`start`, `delete`, `-info`, `-v`,
+//! the daemon) and `dry-run` for users. Everything lives in the library (`dockerish_shim`).
 
-mod args;
-mod bootstrap;
-mod cgroup;
-mod daemon;
-mod events;
-mod execfifo;
-mod fsutil;
-mod logger;
-mod monitor;
-mod mount;
-mod process;
-mod rules;
-mod runc;
-mod service;
-mod stdio;
+use dockerish_shim::{args, bootstrap, daemon, dry_run};
 
 fn main() {
     let flags = match args::parse(std::env::args().skip(1)) {
@@ -35,7 +21,7 @@ fn main() {
         match flags.action.as_str() {
             "start" => bootstrap::start(&flags),
             "delete" => bootstrap::delete(&flags),
-            "dry-run" => bootstrap::dry_run(&flags),
+            "dry-run" => dry_run::dry_run(&flags),
             "" => std::process::exit(daemon::run(&flags)),
             other => {
                 eprintln!("unknown action {other:?}: expected start, delete, dry-run, -v or -info");

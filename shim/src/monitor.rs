@@ -1,10 +1,11 @@
-//! The one place that reaps children.
+//! The one place that reaps children in the daemon.
 //!
 //! The shim is a child subreaper, so container processes (reparented from `runc`), runc
 //! itself and log drivers all end up as our children. A single `waitpid(-1)` loop collects
-//! every exit; exits of commands we are waiting on go to that waiter, all others to the task
-//! service. Everything runs on one tokio thread, so registering a waiter right after `spawn`
-//! (with no await in between) cannot race the reaper.
+//! every exit; exits of commands someone waits for go to that waiter, all others to the task
+//! service. Every child the daemon starts is started through [`Monitor::spawn`], from the
+//! runtime thread or from the blocking pool: the waiter is registered under the same lock the
+//! reaper takes to look it up, so the reaper cannot take an exit before its waiter exists.
 
 use std::collections::HashMap;
 use std::process::{Child, Command};
@@ -16,7 +17,7 @@ use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exit {
     pub pid: i32,
     /// Exit code, or 128 + signal number, as containerd reports it.
@@ -32,6 +33,46 @@ struct Waiters {
 #[derive(Clone)]
 pub struct Monitor {
     waiters: Arc<Mutex<Waiters>>,
+}
+
+/// How the exit of a spawned command is learnt.
+pub enum ExitWaiter {
+    /// From the daemon's reaper.
+    Reaper(oneshot::Receiver<Exit>),
+    /// By waiting for the child directly (a short-lived invocation, no reaper).
+    Direct,
+}
+
+fn status_of(s: std::process::ExitStatus) -> u32 {
+    use std::os::unix::process::ExitStatusExt;
+    s.code().map(|c| c as u32).or_else(|| s.signal().map(|n| 128 + n as u32)).unwrap_or(255)
+}
+
+impl ExitWaiter {
+    /// The command's exit status. `child` is dropped (not waited for) under the reaper.
+    pub async fn wait(self, child: Child) -> Result<u32, String> {
+        match self {
+            ExitWaiter::Reaper(rx) => {
+                drop(child);
+                rx.await.map(|e| e.status).map_err(|_| "the reaper stopped".to_string())
+            }
+            ExitWaiter::Direct => {
+                let mut child = child;
+                tokio::task::spawn_blocking(move || child.wait().map(status_of).map_err(|e| e.to_string())).await.map_err(|e| e.to_string())?
+            }
+        }
+    }
+
+    /// The same, from a thread that may block (never the runtime thread).
+    pub fn wait_blocking(self, mut child: Child) -> Result<u32, String> {
+        match self {
+            ExitWaiter::Reaper(rx) => {
+                drop(child);
+                rx.blocking_recv().map(|e| e.status).map_err(|_| "the reaper stopped".to_string())
+            }
+            ExitWaiter::Direct => child.wait().map(status_of).map_err(|e| e.to_string()),
+        }
+    }
 }
 
 impl Monitor {
@@ -52,20 +93,21 @@ impl Monitor {
         Ok((m, rx))
     }
 
-    /// Spawns `cmd` and returns the child plus a receiver for its exit.
-    /// Callers must not call `wait` on the child: the reaper owns reaping.
-    pub fn spawn(&self, cmd: &mut Command) -> std::io::Result<(Child, oneshot::Receiver<Exit>)> {
+    /// Spawns `cmd` and returns the child plus how to learn its exit.
+    /// Callers must not wait for the child themselves: the reaper owns reaping.
+    pub fn spawn(&self, cmd: &mut Command) -> std::io::Result<(Child, ExitWaiter)> {
         let (tx, rx) = oneshot::channel();
+        // Held across spawn: a child that exits at once is reaped only after its waiter is in.
+        let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
         let child = cmd.spawn()?;
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).commands.insert(child.id() as i32, tx);
-        Ok((child, rx))
+        w.commands.insert(child.id() as i32, tx);
+        Ok((child, ExitWaiter::Reaper(rx)))
     }
 
     /// Spawns a process whose exit nobody needs (a log driver): its exit is swallowed
     /// instead of reaching the task service as a stray exit.
     pub fn spawn_detached(&self, cmd: &mut Command) -> std::io::Result<Child> {
-        let (child, rx) = self.spawn(cmd)?;
-        drop(rx);
+        let (child, _) = self.spawn(cmd)?;
         Ok(child)
     }
 }

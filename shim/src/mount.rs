@@ -1,9 +1,10 @@
-//! Mounting the rootfs containerd hands us (`CreateTaskRequest.rootfs`) at `<bundle>/rootfs`.
+//! Mounting the rootfs containerd hands us (`CreateTaskRequest.rootfs`) at `<bundle>/rootfs`
+//! (unmounted by `dockerish_host::unmount_all`, the one unmount loop).
 
 use std::path::Path;
 
 use containerd_shim_protos::types::mount::Mount;
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{mount, MsFlags};
 
 #[derive(Debug, thiserror::Error)]
 #[error("mount {kind} {source_path:?} on {target:?}: {errno}")]
@@ -65,24 +66,6 @@ pub fn mount_rootfs(mounts: &[Mount], target: &Path) -> Result<(), MountError> {
         }
     }
     Ok(())
-}
-
-/// Unmounts everything stacked on `target`. Lazy as a last resort so a busy mount cannot
-/// make containerd's bundle removal fail forever.
-pub fn unmount_all(target: &Path) {
-    for _ in 0..16 {
-        match umount2(target, MntFlags::empty()) {
-            Ok(()) => continue,
-            Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => return,
-            Err(nix::errno::Errno::EBUSY) => {
-                let _ = umount2(target, MntFlags::MNT_DETACH);
-            }
-            Err(e) => {
-                log::warn!("unmount {}: {e}", target.display());
-                return;
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,23 +1,21 @@
-//! The boundary between the task service and Docker's rules: loads the daemon config, fills
-//! `config.json` (dockerish-spec through the real host), and records what `shim delete` needs
-//! to clean up after a crashed daemon.
+//! The boundary between the shim and Docker's rules: the daemon config and runtime options
+//! (which runc, which root), the fill of `config.json` through the real host, and what the
+//! rules changed in the container's process (execs follow it).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use dockerish_host::{FeaturesRunner, HostError, RealHost};
 use dockerish_proto::ShimOptions;
 use dockerish_spec::DaemonConfig;
-use serde::{Deserialize, Serialize};
 
-use crate::monitor::Monitor;
-use crate::runc::{state_root, Runc};
+use crate::runc::state_root;
 
-/// Written into the bundle at Create: `shim delete` has no options of its own.
-pub const STATE_FILE: &str = "dockerish-state.json";
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SavedState {
-    pub runc_binary: String,
-    pub runc_root: PathBuf,
+/// The runc a container runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuncChoice {
+    pub binary: String,
+    pub origin: &'static str,
+    pub root: std::path::PathBuf,
     pub systemd_cgroup: bool,
 }
 
@@ -27,9 +25,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn load(opts: &ShimOptions) -> Result<Plan, String> {
-        let config = dockerish_host::load_config(opts.config_path.as_deref().map(Path::new), opts.config_body.as_deref())
-            .map_err(|e| e.to_string())?;
+    /// Reads the daemon config the options name (blocking: a file).
+    pub fn load(opts: &ShimOptions) -> Result<Plan, HostError> {
+        let config = dockerish_host::load_config(opts.config_path.as_deref().map(Path::new), opts.config_body.as_deref())?;
         Ok(Plan { config, opts: opts.clone() })
     }
 
@@ -43,23 +41,19 @@ impl Plan {
         ("runc".to_string(), "default, looked up on PATH")
     }
 
-    pub fn runc(&self, monitor: Monitor, bundle: &Path, namespace: &str) -> Runc {
+    /// The runc before the rules ran (they may still ask for `--systemd-cgroup`).
+    pub fn runc(&self, namespace: &str) -> RuncChoice {
         let (binary, origin) = self.binary();
         let root = self.opts.root.as_deref().or(self.config.runc_root.as_deref());
-        Runc {
-            binary,
-            origin,
-            root: state_root(root, namespace),
-            systemd_cgroup: self.opts.systemd_cgroup.unwrap_or(false),
-            log: bundle.join("log.json"),
-            monitor,
-        }
+        RuncChoice { binary, origin, root: state_root(root, namespace), systemd_cgroup: self.opts.systemd_cgroup.unwrap_or(false) }
     }
 
-    /// Applies the rules and rewrites config.json.
-    pub fn fill(&self, bundle: &Path, id: &str, namespace: &str) -> Result<FillOutcome, String> {
+    /// Applies the rules to `original` (the spec the client wrote) and rewrites config.json;
+    /// performs the host actions. Blocking.
+    pub fn fill(&self, bundle: &Path, original: &serde_json::Value, id: &str, namespace: &str, features: FeaturesRunner) -> Result<FillOutcome, HostError> {
         let (binary, _) = self.binary();
-        let filled = dockerish_host::prepare(bundle, id, namespace, &self.config, &binary, self.opts.systemd_cgroup).map_err(|e| e.to_string())?;
+        let host = RealHost::new(bundle, Path::new(""), &binary).with_features_runner(features);
+        let filled = dockerish_host::fill_spec(bundle, original.clone(), id, namespace, &self.config, self.opts.systemd_cgroup, host)?;
         for a in &filled.applied {
             log::debug!("{id}: {} {}", a.rule, a.change);
         }
@@ -73,19 +67,11 @@ impl Plan {
             filled.policy,
             filled.applied.iter().map(|a| a.rule).collect::<Vec<_>>().join(",")
         );
-        dockerish_host::commit(bundle, &filled).map_err(|e| e.to_string())?;
-        dockerish_host::apply_actions(bundle, &filled.actions).map_err(|e| e.to_string())?;
-        // commit keeps what the client wrote as config.json.orig; the filled side is in memory.
-        let delta = ProcessDelta { orig: process_of_file(&bundle.join(dockerish_host::ORIG_SPEC)), filled: process_of(&filled.spec) };
+        dockerish_host::commit(bundle, &filled)?;
+        dockerish_host::apply_actions(bundle, &filled.actions)?;
+        let delta = ProcessDelta { orig: process_of(original), filled: process_of(&filled.spec) };
         let poststart = filled.spec.pointer("/hooks/poststart").and_then(serde_json::Value::as_array).is_some_and(|h| !h.is_empty());
-        Ok(FillOutcome { systemd_cgroup: filled.systemd_cgroup, delta, poststart_hooks: poststart })
-    }
-
-    pub fn save_state(&self, bundle: &Path, runc: &Runc) -> Result<(), String> {
-        let s = SavedState { runc_binary: runc.binary.clone(), runc_root: runc.root.clone(), systemd_cgroup: runc.systemd_cgroup };
-        let path = bundle.join(STATE_FILE);
-        let json = serde_json::to_vec(&s).map_err(|e| e.to_string())?;
-        crate::fsutil::write_private(&path, &json).map_err(|e| format!("write {}: {e}", path.display()))
+        Ok(FillOutcome { systemd_cgroup: filled.systemd_cgroup, delta, poststart_hooks: poststart, own_pid_namespace: own_pid_namespace(&filled.spec) })
     }
 }
 
@@ -98,6 +84,16 @@ pub struct FillOutcome {
     pub delta: ProcessDelta,
     /// runc ≥ 1.2 runs these in `runc start`: such containers are started by runc itself.
     pub poststart_hooks: bool,
+    /// The container gets a PID namespace of its own (a `pid` entry without a path): when its
+    /// init exits the kernel kills the rest. Otherwise (host or joined) the shim must.
+    pub own_pid_namespace: bool,
+}
+
+/// A `pid` namespace entry without a path (the Go shim's `ShouldKillAllOnExit`, negated).
+pub fn own_pid_namespace(spec: &serde_json::Value) -> bool {
+    spec.pointer("/linux/namespaces").and_then(serde_json::Value::as_array).is_some_and(|l| {
+        l.iter().any(|n| n.get("type").and_then(serde_json::Value::as_str) == Some("pid") && n.get("path").and_then(serde_json::Value::as_str).is_none_or(str::is_empty))
+    })
 }
 
 /// The container's process before and after the rules, so execs can follow the container.
@@ -140,19 +136,6 @@ fn process_of(spec: &serde_json::Value) -> serde_json::Map<String, serde_json::V
     spec.get("process").and_then(serde_json::Value::as_object).cloned().unwrap_or_default()
 }
 
-fn process_of_file(path: &Path) -> serde_json::Map<String, serde_json::Value> {
-    std::fs::read(path).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()).map(|v| process_of(&v)).unwrap_or_default()
-}
-
-pub fn load_state(bundle: &Path) -> Option<SavedState> {
-    serde_json::from_slice(&std::fs::read(bundle.join(STATE_FILE)).ok()?).ok()
-}
-
-/// Undoes the host side effects recorded for this bundle (idempotent).
-pub fn undo(bundle: &Path) -> Result<(), String> {
-    dockerish_host::undo_actions_from_bundle(bundle).map_err(|e| e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +154,15 @@ mod tests {
         let mut exec = json!({"args": ["sh"], "noNewPrivileges": true, "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}], "user": {"uid": 0, "gid": 0}});
         d.apply(&mut exec);
         assert_eq!(exec, json!({"args": ["sh"], "user": {"uid": 1000, "gid": 1000, "additionalGids": [1000, 2000]}}));
+    }
+
+    #[test]
+    fn pid_namespace_of_its_own_only_without_a_path() {
+        assert!(own_pid_namespace(&json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}]}})));
+        assert!(own_pid_namespace(&json!({"linux": {"namespaces": [{"type": "pid", "path": ""}]}})));
+        assert!(!own_pid_namespace(&json!({"linux": {"namespaces": [{"type": "pid", "path": "/proc/1/ns/pid"}]}})), "joined");
+        assert!(!own_pid_namespace(&json!({"linux": {"namespaces": [{"type": "mount"}]}})), "host");
+        assert!(!own_pid_namespace(&json!({})));
     }
 
     #[test]

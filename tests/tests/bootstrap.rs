@@ -20,6 +20,7 @@ runtime_tests!(dockerish_only:
     start_accepts_runtimeoptions_on_stdin,
     start_understands_bootstrap_params,
     info_prints_runtime_info_with_runc_features,
+    info_reports_the_build_revision,
     delete_runs_runc_only_while_runc_state_exists,
 );
 
@@ -141,7 +142,9 @@ fn start_accepts_runtimeoptions_on_stdin(rt: Runtime) {
 }
 
 /// containerd 2.3 sends `BootstrapParams` (identity = flags) and expects a `BootstrapResult`
-/// protobuf back, not ending in whitespace.
+/// protobuf back, not ending in whitespace. Like the Go shim of 2.3 it says version 3 (task API
+/// v3); the socket still serves v2 too (a daemon joined by a later `start` of an older
+/// containerd, or 2.3's v2 bridge).
 fn start_understands_bootstrap_params(rt: Runtime) {
     let c = Containerd::start();
     let s = DirectShim::new(&c, rt);
@@ -154,15 +157,20 @@ fn start_understands_bootstrap_params(rt: Runtime) {
     let raw = &o.stdout_bytes;
     assert!(!raw.is_empty() && !raw.last().unwrap().is_ascii_whitespace(), "BootstrapResult ends in whitespace (containerd trims it)");
     let r = pb::decode(raw).unwrap_or_else(|e| panic!("reply is not a BootstrapResult ({e}): {:?}", o.stdout));
-    let version = r.varint(1).unwrap_or(0);
-    assert!(version == 2 || version == 3, "BootstrapResult.version {version}");
+    assert_eq!(r.varint(1), Some(3), "BootstrapResult.version: task API v3, as the Go shim of containerd 2.3 answers");
     let address = r.string(2).unwrap_or_default();
     assert!(address.starts_with("unix:///"), "BootstrapResult.address {address:?}");
     assert_eq!(r.string(3).as_deref(), Some("ttrpc"), "BootstrapResult.protocol");
     assert_eq!(s.address_file().as_deref(), Some(address.as_str()), "address file");
     let mut cl = Client::connect(&address).unwrap();
-    let svc = if version == 3 { TASK_V3 } else { TASK_V2 };
-    cl.connect_task(svc, &s.id).expect("Connect");
+    cl.connect_task(TASK_V3, &s.id).expect("Connect v3");
+    cl.connect_task(TASK_V2, &s.id).expect("Connect v2");
+    // A second `start` (2.3 joining the group) gets the same answer; an older containerd's
+    // `start` (raw options on stdin) joining the same daemon gets the plain address.
+    let again = pb::decode(&s.start(&params).expect_ok().stdout_bytes).unwrap();
+    assert_eq!((again.varint(1), again.string(2)), (Some(3), Some(address.clone())));
+    assert_eq!(s.start(b"").expect_ok().stdout.trim(), address);
+    assert_eq!(s.daemons().len(), 1);
 }
 
 /// `-info`: a RuntimeInfo with `runc features` as `features`.
@@ -184,6 +192,30 @@ fn info_prints_runtime_info_with_runc_features(rt: Runtime) {
     // With runc options on stdin too.
     let any = pb::any("containerd.runc.v1.Options", b"").into_bytes();
     assert_eq!(s.info(&any).code(), 0);
+}
+
+/// `-info` names the version-control revision the binary was built from (`git rev-parse HEAD`
+/// of this checkout at build time; the Go shim reports its commit the same way).
+fn info_reports_the_build_revision(rt: Runtime) {
+    let c = Containerd::start();
+    let s = DirectShim::new(&c, rt);
+    let o = s.info(b"");
+    assert_eq!(o.code(), 0, "-info failed: {}", o.stderr);
+    let info = pb::decode(&o.stdout_bytes).unwrap();
+    let version = info.msg(2).expect("RuntimeInfo.version");
+    assert_eq!(version.string(1).as_deref(), Some(env!("CARGO_PKG_VERSION")), "RuntimeVersion.version");
+    let revision = version.string(2).unwrap_or_default();
+    let git = std::process::Command::new("git").arg("-C").arg(dockerish_tests::workspace_root()).args(["rev-parse", "HEAD"]).output();
+    match git {
+        Ok(g) if g.status.success() => {
+            let head = String::from_utf8_lossy(&g.stdout).trim().to_string();
+            assert_eq!(revision, head, "RuntimeVersion.revision: not the checkout's HEAD (a binary built before the last commit?)");
+        }
+        _ => assert_eq!(revision, "unknown", "no git here: the revision must say it is unknown"),
+    }
+    // `-v` prints it too.
+    let v = s.version().expect_ok();
+    assert!(v.stdout.contains(&format!("Revision: {revision}")), "-v: {:?}", v.stdout);
 }
 
 /// `delete` runs `runc delete --force` only while runc still has state for the id: containerd

@@ -47,7 +47,7 @@ fn run_target(name: &str) {
 macro_rules! fuzz_tests {
     ($($t:ident),+) => { mod fuzz_bounded { $( #[test] fn $t() { super::run_target(stringify!($t)) } )+ } };
 }
-fuzz_tests!(annotations, daemon_config, mountinfo, passwd_group, runtime_options, bootstrap_params, shim_flags);
+fuzz_tests!(annotations, daemon_config, mountinfo, passwd_group, runtime_options, bootstrap_params, shim_flags, stdio);
 
 #[test]
 fn every_fuzz_target_has_a_cargo_fuzz_binary() {
