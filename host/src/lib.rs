@@ -10,7 +10,8 @@ pub mod realhost;
 pub use dockerish_spec::{DaemonConfig, Filled, HostAction, HostError};
 pub use realhost::RealHost;
 
-use dockerish_spec::{Inputs, SpecError, Value};
+use dockerish_spec::oci::Doc;
+use dockerish_spec::{Inputs, SpecError};
 use std::path::{Path, PathBuf};
 
 /// The spec containerd wrote (kept by [`commit`]).
@@ -34,17 +35,12 @@ pub fn prepare(bundle: &Path, id: &str, namespace: &str, config: &DaemonConfig, 
     let orig = bundle.join(ORIG_SPEC);
     let src = if fsutil::exists_nofollow(&orig) { orig } else { bundle.join(SPEC) };
     let bytes = std::fs::read(&src).map_err(|e| HostError::io("read", path_str(&src), e))?;
-    let spec: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| HostError::Invalid { path: path_str(&src), msg: format!("invalid JSON: {e}") })?;
-    let root = spec.get("root").and_then(|r| r.get("path")).and_then(Value::as_str).unwrap_or("rootfs");
+    let spec = Doc(serde_json::from_slice(&bytes).map_err(|e| HostError::Invalid { path: path_str(&src), msg: format!("invalid JSON: {e}") })?);
+    let root = spec.root_path().unwrap_or("rootfs");
     let rootfs = if Path::new(root).is_absolute() { PathBuf::from(root) } else { bundle.join(root) };
     let mut host = RealHost::new(bundle, &rootfs, runc_binary);
-    host.set_scope(
-        id,
-        &config.annotation_prefix,
-        spec.get("annotations").and_then(|a| a.get(dockerish_spec::annotations::CRI_SANDBOX_ID)).and_then(Value::as_str),
-    );
-    dockerish_spec::fill(spec, &Inputs { id, namespace, config }, &host).map_err(HostError::from)
+    host.set_scope(id, &config.annotation_prefix, spec.annotation(dockerish_spec::annotations::CRI_SANDBOX_ID));
+    dockerish_spec::fill(spec.0, &Inputs { id, namespace, config }, &host).map_err(HostError::from)
 }
 
 /// Keep the original spec as `config.json.orig` (only the first time) and write the filled

@@ -1,9 +1,10 @@
 //! [`RealHost`]: the `Host` trait answered from /proc, /sys, the bundle directory and runc.
 
 use crate::{fsutil, path_str};
-use dockerish_spec::annotations::{CRI_CONTAINER_NAME, CRI_SANDBOX_ID};
+use dockerish_spec::annotations::{CRI_CONTAINER_NAME, CRI_SANDBOX_ID, NERDCTL_NAME};
+use dockerish_spec::oci::{key, ns, Doc};
 use dockerish_spec::parse::ALL_CAPABILITIES;
-use dockerish_spec::{Host, HostAction, HostDevice, HostError, MountInfo, SiblingTask, Value};
+use dockerish_spec::{Host, HostAction, HostDevice, HostError, HostFile, MountInfo, SiblingTask, Value};
 use std::cell::OnceCell;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -60,12 +61,11 @@ impl RealHost {
         if !md.is_file() || md.len() > SIBLING_SPEC_CAP {
             return None;
         }
-        let spec: Value = serde_json::from_slice(&std::fs::read(&spec_path).ok()?).ok()?;
-        let ann = spec.get("annotations").and_then(Value::as_object);
-        let a = |k: &str| ann.and_then(|m| m.get(k)).and_then(Value::as_str).map(str::to_string);
+        let spec = Doc(serde_json::from_slice(&std::fs::read(&spec_path).ok()?).ok()?);
+        let a = |k: &str| spec.annotation(k).map(str::to_string);
         let sandbox_id = a(CRI_SANDBOX_ID);
         let mut names = Vec::new();
-        if let Some(n) = a("nerdctl/name") {
+        if let Some(n) = a(NERDCTL_NAME) {
             names.push(n);
         }
         if let Some(n) = a(&format!("{}name", self.prefix)) {
@@ -77,11 +77,8 @@ impl RealHost {
                 names.push(n);
             }
         }
-        let host_ipc = spec
-            .get("linux")
-            .and_then(|l| l.get("namespaces"))
-            .and_then(Value::as_array)
-            .is_some_and(|l| !l.iter().any(|n| n.get("type").and_then(Value::as_str) == Some("ipc")));
+        // A spec that lists namespaces but no IPC one shares the host's (its /dev/shm is the host's).
+        let host_ipc = spec.get(&[key::LINUX, key::NAMESPACES]).is_some_and(Value::is_array) && !spec.has_ns(ns::IPC);
         Some(Sib { id: id.to_string(), dir: dir.to_path_buf(), names, sandbox_id, host_ipc })
     }
 
@@ -106,7 +103,7 @@ struct Sib {
 /// Read `<bundle>/init.pid` and check the process is the one that file recorded: alive, not a
 /// zombie, and started no later than the file was written (PID-reuse guard, NS-10).
 fn init_pid_alive(dir: &Path) -> (i32, bool) {
-    let pid_file = dir.join("init.pid");
+    let pid_file = dir.join(INIT_PID);
     let Ok(text) = std::fs::read_to_string(&pid_file) else { return (0, false) };
     let Ok(pid) = text.trim().parse::<i32>() else { return (0, false) };
     if pid <= 0 {
@@ -194,12 +191,61 @@ fn walk_devices(dir: &Path, top_dev: bool, out: &mut Vec<HostDevice>, depth: usi
     Ok(())
 }
 
+/// Where cgroup hierarchies are mounted.
+const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
+/// sd_booted(3)'s marker directory.
+const SYSTEMD_RUNTIME_DIR: &str = "/run/systemd/system";
+/// What runc writes in the bundle (`runc create --pid-file`).
+const INIT_PID: &str = "init.pid";
+/// Cap on host files read for the rules (passwd, subuid, seccomp profiles).
+const HOST_FILE_CAP: u64 = 16 * 1024 * 1024;
+
+/// `/proc/sys/<a>/<b>/…` of a dotted sysctl name; `None` for names that are not plain dotted words.
+fn sysctl_path(name: &str) -> Option<PathBuf> {
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.iter().any(|p| p.is_empty() || p.contains('/')) {
+        return None;
+    }
+    Some(parts.iter().fold(PathBuf::from("/proc/sys"), |p, c| p.join(c)))
+}
+
+/// The `cgroup.procs` file of an absolute cgroupfs path: the unified hierarchy on v2, the
+/// `pids` hierarchy on v1 (every container cgroup has one). `None` for a relative path.
+pub fn cgroup_procs_file(v2: bool, cgroups_path: &str) -> Option<PathBuf> {
+    let rel = cgroups_path.strip_prefix('/')?;
+    if rel.split('/').any(|c| c == "..") {
+        return None;
+    }
+    let base = if v2 { PathBuf::from(CGROUP_MOUNT) } else { Path::new(CGROUP_MOUNT).join("pids") };
+    Some(base.join(rel).join("cgroup.procs"))
+}
+
+fn is_executable(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
+}
+
 fn read_small(p: &str) -> Option<String> {
     std::fs::read_to_string(p).ok()
 }
 
 fn status_field(name: &str) -> Option<String> {
     read_small("/proc/self/status")?.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+}
+
+impl RealHost {
+    /// A host file (at most 16 MiB); `None` if it does not exist.
+    fn read_capped(&self, path: &Path) -> Result<Option<String>, HostError> {
+        use std::io::Read;
+        match std::fs::File::open(path) {
+            Ok(f) => {
+                let mut s = String::new();
+                f.take(HOST_FILE_CAP).read_to_string(&mut s).map_err(|e| HostError::io("read", path_str(path), e))?;
+                Ok(Some(s))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(HostError::io("open", path_str(path), e)),
+        }
+    }
 }
 
 impl Host for RealHost {
@@ -279,6 +325,11 @@ impl Host for RealHost {
         v2
     }
 
+    fn systemd_running(&self) -> bool {
+        // sd_booted(3): the directory exists only when systemd is PID 1.
+        Path::new(SYSTEMD_RUNTIME_DIR).is_dir()
+    }
+
     fn apparmor_enabled(&self) -> bool {
         Path::new("/sys/kernel/security/apparmor").exists()
             && std::env::var_os("container").is_none_or(|v| v.is_empty())
@@ -292,8 +343,58 @@ impl Host for RealHost {
         })
     }
 
-    fn path_exists(&self, host_path: &str) -> bool {
-        Path::new(host_path).exists()
+    fn sysctl_exists(&self, name: &str) -> bool {
+        sysctl_path(name).is_some_and(|p| p.exists())
+    }
+
+    fn cpu_rt_supported(&self) -> bool {
+        Path::new(CGROUP_MOUNT).join("cpu/cpu.rt_runtime_us").exists()
+    }
+
+    fn time_namespace(&self) -> bool {
+        Path::new("/proc/self/ns/time").exists()
+    }
+
+    fn lookup_executable(&self, name: &str, dirs: &[&str]) -> Option<String> {
+        if name.is_empty() || name.contains('/') {
+            return None;
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let on_path: Vec<PathBuf> = std::env::split_paths(&path).collect();
+        dirs.iter().map(PathBuf::from).chain(on_path).map(|d| d.join(name)).find(|p| is_executable(p)).map(|p| path_str(&p))
+    }
+
+    fn cgroup_processes(&self, cgroups_path: &str) -> Result<Vec<i32>, HostError> {
+        let Some(file) = cgroup_procs_file(self.cgroup_v2(), cgroups_path) else { return Ok(vec![]) };
+        match std::fs::read_to_string(&file) {
+            Ok(t) => Ok(t.lines().filter_map(|l| l.trim().parse().ok()).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
+            Err(e) => Err(HostError::io("read", path_str(&file), e)),
+        }
+    }
+
+    fn own_init_pid(&self) -> Option<i32> {
+        read_small(&path_str(&self.bundle.join(INIT_PID))).and_then(|t| t.trim().parse().ok()).filter(|p| *p > 0)
+    }
+
+    fn thermal_throttle_cpus(&self) -> Result<Vec<u32>, HostError> {
+        let Some(possible) = self.read_capped(Path::new("/sys/devices/system/cpu/possible"))? else { return Ok(vec![]) };
+        let cpus = dockerish_spec::parse::parse_cpuset(possible.trim()).unwrap_or_default();
+        Ok(cpus.into_iter().filter(|n| Path::new(&format!("/sys/devices/system/cpu/cpu{n}/thermal_throttle")).exists()).collect())
+    }
+
+    fn host_file(&self, file: HostFile) -> Result<Option<String>, HostError> {
+        let p = match file {
+            HostFile::Passwd => "/etc/passwd",
+            HostFile::Group => "/etc/group",
+            HostFile::Subuid => "/etc/subuid",
+            HostFile::Subgid => "/etc/subgid",
+        };
+        self.read_capped(Path::new(p))
+    }
+
+    fn read_config_file(&self, path: &str) -> Result<Option<String>, HostError> {
+        self.read_capped(Path::new(path))
     }
 
     fn own_capabilities(&self) -> Vec<String> {
@@ -341,19 +442,6 @@ impl Host for RealHost {
 
     fn realpath(&self, host_path: &str) -> Result<String, HostError> {
         std::fs::canonicalize(host_path).map(|p| path_str(&p)).map_err(|e| HostError::io("lstat", host_path, e))
-    }
-
-    fn read_host_file(&self, path: &str) -> Result<Option<String>, HostError> {
-        use std::io::Read;
-        match std::fs::File::open(path) {
-            Ok(f) => {
-                let mut s = String::new();
-                f.take(16 * 1024 * 1024).read_to_string(&mut s).map_err(|e| HostError::io("read", path, e))?;
-                Ok(Some(s))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(HostError::io("open", path, e)),
-        }
     }
 
     fn in_user_namespace(&self) -> bool {

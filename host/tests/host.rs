@@ -255,10 +255,27 @@ fn real_host_facts_on_this_machine() {
     assert_eq!((null.kind, null.major, null.minor), ('c', 1, 3));
     assert_eq!(h.host_device("/etc").unwrap(), None);
     assert!(h.host_device("/dev/nope").unwrap_err().to_string().starts_with("lstat /dev/nope: no such file or directory"));
-    assert_eq!(h.read_host_file("/nonexistent").unwrap(), None);
+    assert_eq!(h.read_config_file("/nonexistent").unwrap(), None);
+    assert!(h.host_file(dockerish_spec::HostFile::Passwd).unwrap().is_some_and(|p| p.contains("root:")));
+    assert_eq!(h.sysctl_exists("net.ipv4.ip_forward"), std::path::Path::new("/proc/sys/net/ipv4/ip_forward").exists());
+    assert!(!h.sysctl_exists("net..ipv4") && !h.sysctl_exists("net/../../etc"));
+    assert_eq!(h.lookup_executable("sh", &[]).as_deref().map(|p| p.ends_with("/sh")), Some(true));
+    assert_eq!(h.lookup_executable("no-such-binary-here", &["/usr/bin"]), None);
+    assert_eq!(h.own_init_pid(), None);
     if let Some(f) = h.runc_features() {
         assert!(f.get("mountOptions").is_some());
     }
+}
+
+/// CG-1 guard: the cgroup of a cgroupfs path is read from the unified hierarchy on v2 and from
+/// the `pids` hierarchy on v1; relative paths and `..` are never read.
+#[test]
+fn cg_1_cgroup_procs_file_per_hierarchy() {
+    use dockerish_host::realhost::cgroup_procs_file;
+    assert_eq!(cgroup_procs_file(true, "/docker/x").unwrap(), Path::new("/sys/fs/cgroup/docker/x/cgroup.procs"));
+    assert_eq!(cgroup_procs_file(false, "/docker/x").unwrap(), Path::new("/sys/fs/cgroup/pids/docker/x/cgroup.procs"));
+    assert_eq!(cgroup_procs_file(false, "docker/x"), None);
+    assert_eq!(cgroup_procs_file(true, "/a/../../etc"), None);
 }
 
 /// `runc features` is cached per runc binary identity; a different binary gets its own entry.

@@ -12,6 +12,7 @@ pub mod annotations;
 pub mod config;
 pub mod error;
 pub mod mountinfo;
+pub mod oci;
 pub mod parse;
 pub mod passwd;
 mod rules;
@@ -82,6 +83,13 @@ pub struct SiblingTask {
     pub shm_path: Option<String>,
 }
 
+impl SiblingTask {
+    /// `/proc/<pid>/ns/<name>` of the sibling's init for an OCI namespace type (NS-2..4).
+    pub fn namespace_path(&self, kind: &str) -> String {
+        format!("/proc/{}/ns/{}", self.pid, oci::ns::proc_name(kind))
+    }
+}
+
 /// A host device node (DV-3, DV-6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostDevice {
@@ -96,8 +104,23 @@ pub struct HostDevice {
     pub gid: u32,
 }
 
-/// The facts about the machine the rules need. Keep it narrow: each method names the rules that
-/// use it. Implementations must not panic; "unknown" answers are `None`/`false`.
+/// A host file the rules read, by name: the [`Host`] maps it to a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HostFile {
+    /// `/etc/passwd` (NS-1 `userns-remap` user lookup).
+    Passwd,
+    /// `/etc/group` (NS-1).
+    Group,
+    /// `/etc/subuid` (NS-1).
+    Subuid,
+    /// `/etc/subgid` (NS-1).
+    Subgid,
+}
+
+/// The facts about the machine the rules need, asked by name: the rules never build a host
+/// path themselves (only paths the user or the daemon config named reach the host as paths).
+/// Keep it narrow: each method names the rules that use it. Implementations must not panic;
+/// "unknown" answers are `None`/`false`.
 pub trait Host {
     /// Parsed `/proc/self/mountinfo` (MT-7 propagation, MT-9 locked flags, IPC-6 host shm).
     fn mountinfo(&self) -> Result<Vec<MountInfo>, HostError>;
@@ -108,21 +131,40 @@ pub trait Host {
     /// A file inside the container rootfs, symlinks clamped to the rootfs; `None` if absent or not
     /// a regular file; at most 10 MiB + 1 byte is returned (US-1).
     fn rootfs_file(&self, path_in_rootfs: &str) -> Result<Option<Vec<u8>>, HostError>;
-    /// `EvalSymlinks` + `lstat` of a host path (DV-3): `Some` for char/block/fifo nodes, `None`
-    /// for anything else that exists; `Err` (with the errno) if it cannot be stat'ed.
+    /// `EvalSymlinks` + `lstat` of a host path the user named (DV-3): `Some` for char/block/fifo
+    /// nodes, `None` for anything else that exists; `Err` (with the errno) if it cannot be stat'ed.
     fn host_device(&self, path: &str) -> Result<Option<HostDevice>, HostError>;
     /// Every device under a host directory, recursively (DV-3 directory form, DV-6 with `/dev`,
     /// skipping `pts shm fd mqueue .lxc .lxd-mounts .udev`, `console`, fifos for `/dev`).
     fn host_devices(&self, dir: &str) -> Result<Vec<HostDevice>, HostError>;
     /// cgroup v2 unified mode (CG-2, CG-7, NS-6).
     fn cgroup_v2(&self) -> bool;
+    /// The host was booted with systemd (`sd_booted`: CG-2's automatic driver choice).
+    fn systemd_running(&self) -> bool;
     /// AppArmor is usable (AA-1: securityfs, parser, module enabled).
     fn apparmor_enabled(&self) -> bool;
     /// The AppArmor profile is loaded (AA-2).
     fn apparmor_profile_loaded(&self, name: &str) -> bool;
-    /// A host path exists (SY-1 sysctl keys, NS-7 `/proc/self/ns/time`, INIT-1 lookup, MP-1
-    /// thermal paths, CG-2 `/run/systemd/system`).
-    fn path_exists(&self, host_path: &str) -> bool;
+    /// The sysctl (dotted name, e.g. `net.ipv4.ping_group_range`) exists on the host (SY-1).
+    fn sysctl_exists(&self, name: &str) -> bool;
+    /// The cgroup v1 `cpu` controller has the real-time scheduler files (CG-5 `cpu-rt-*`).
+    fn cpu_rt_supported(&self) -> bool;
+    /// The kernel has time namespaces (NS-7).
+    fn time_namespace(&self) -> bool;
+    /// The first of `dirs/<name>` that is an executable file, else `<name>` looked up on the
+    /// daemon's `$PATH` (INIT-1: Docker's `lookupBinPath`).
+    fn lookup_executable(&self, name: &str, dirs: &[&str]) -> Option<String>;
+    /// PIDs in the cgroup `cgroups_path` (a cgroupfs `linux.cgroupsPath`), empty if it does not
+    /// exist (CG-1 guard).
+    fn cgroup_processes(&self, cgroups_path: &str) -> Result<Vec<i32>, HostError>;
+    /// The running init of this bundle, if a previous Create left one (CG-1 guard on dry-run).
+    fn own_init_pid(&self) -> Option<i32>;
+    /// CPUs `N` of the host's possible CPUs whose `thermal_throttle` directory exists (MP-1).
+    fn thermal_throttle_cpus(&self) -> Result<Vec<u32>, HostError>;
+    /// A small host file, by name (NS-1).
+    fn host_file(&self, file: HostFile) -> Result<Option<String>, HostError>;
+    /// A file the daemon configuration or an annotation named (SC-1 seccomp profiles).
+    fn read_config_file(&self, path: &str) -> Result<Option<String>, HostError>;
     /// CapEff of this process as `CAP_*` names (CP-2 availability, CP-3 privileged).
     fn own_capabilities(&self) -> Vec<String>;
     /// `runc features` JSON if known (NS-7 gating, MT-8 rro).
@@ -135,16 +177,17 @@ pub trait Host {
     fn cpuset_available(&self) -> Option<(String, String)>;
     /// CPUs in this process's affinity mask (CPU-1 range check).
     fn num_cpus(&self) -> usize;
-    /// `filepath.EvalSymlinks` of a host path (MT-7).
+    /// `filepath.EvalSymlinks` of a host path the user named (MT-7 bind sources).
     fn realpath(&self, host_path: &str) -> Result<String, HostError>;
-    /// A small host text file (`/etc/subuid`, `/etc/subgid`, `/etc/passwd` for NS-1, seccomp
-    /// profiles under the configured root for SC-1, `/sys/devices/system/cpu/possible` for MP-1).
-    fn read_host_file(&self, path: &str) -> Result<Option<String>, HostError>;
     /// This process runs in a non-initial user namespace (SY-1, MT-9).
     fn in_user_namespace(&self) -> bool;
     /// The bundle directory (IPC-4 default shm location).
     fn bundle_dir(&self) -> String;
 }
+
+/// Every rule group of the rules crate: (file under `spec/src/rules/`, rule ids it implements),
+/// in application order. `docs/RULES.md` is checked against this table.
+pub const RULE_GROUPS: &[(&str, &[&str])] = rules::GROUPS;
 
 /// Fill `spec` the way dockerd would (see crate docs).
 pub fn fill(spec: Value, inputs: &Inputs, host: &dyn Host) -> Result<Filled, SpecError> {

@@ -8,6 +8,7 @@
 //! allow-list form of that file (every family except AF_ALG 38, AF_VSOCK 40 and a few legacy
 //! ones), which every libseccomp version accepts.
 
+use crate::oci::key;
 use serde_json::{Map, Value};
 
 /// Architecture map (profile `archMap`): native arch → libseccomp arches (main + sub-arches).
@@ -252,10 +253,10 @@ pub fn default_linux_seccomp(t: &Target) -> Value {
         // Built by hand (no `json!`): this runs on every Create and is the bulk of `fill`'s time.
         let mut m = Map::new();
         let names: Vec<Value> = gr.names.iter().map(|n| Value::String((*n).to_string())).collect();
-        m.insert("names".into(), Value::Array(names));
-        m.insert("action".into(), Value::String(gr.action.to_string()));
+        m.insert(key::NAMES.into(), Value::Array(names));
+        m.insert(key::ACTION.into(), Value::String(gr.action.to_string()));
         if let Some(e) = gr.errno {
-            m.insert("errnoRet".into(), Value::from(e));
+            m.insert(key::ERRNO_RET.into(), Value::from(e));
         }
         if !gr.args.is_empty() {
             let args: Vec<Value> = gr
@@ -263,23 +264,28 @@ pub fn default_linux_seccomp(t: &Target) -> Value {
                 .iter()
                 .map(|(i, v, op)| {
                     let mut a = Map::new();
-                    a.insert("index".into(), Value::from(*i));
-                    a.insert("value".into(), Value::from(*v));
-                    a.insert("op".into(), Value::String((*op).to_string()));
+                    a.insert(key::INDEX.into(), Value::from(*i));
+                    a.insert(key::VALUE.into(), Value::from(*v));
+                    a.insert(key::OP.into(), Value::String((*op).to_string()));
                     Value::Object(a)
                 })
                 .collect();
-            m.insert("args".into(), Value::Array(args));
+            m.insert(key::SYSCALL_ARGS.into(), Value::Array(args));
         }
         syscalls.push(Value::Object(m));
     }
     // Not `json!`: it would serialize `syscalls` into a second, deep copy of every value.
     let mut profile = Map::new();
-    profile.insert("defaultAction".into(), Value::from("SCMP_ACT_ERRNO"));
-    profile.insert("defaultErrnoRet".into(), Value::from(1));
-    profile.insert("architectures".into(), Value::Array(architectures(native, ARCH_MAP)));
-    profile.insert("syscalls".into(), Value::Array(syscalls));
+    profile.insert(key::DEFAULT_ACTION.into(), Value::from("SCMP_ACT_ERRNO"));
+    profile.insert(key::DEFAULT_ERRNO_RET.into(), Value::from(1));
+    profile.insert(key::ARCHITECTURES.into(), Value::Array(architectures(native, ARCH_MAP)));
+    profile.insert(key::SYSCALLS.into(), Value::Array(syscalls));
     Value::Object(profile)
+}
+
+/// Number of syscall rules in a `linux.seccomp` object (for the rule's log line).
+pub fn rule_count(p: &Value) -> usize {
+    p.get(key::SYSCALLS).and_then(Value::as_array).map_or(0, Vec::len)
 }
 
 fn str_list(v: Option<&Value>, what: &str) -> Result<Vec<String>, String> {
@@ -317,8 +323,8 @@ fn refs(v: &[String]) -> Vec<&str> {
 pub fn profile_to_linux_seccomp(profile_json: &str, t: &Target) -> Result<Option<Value>, String> {
     let p: Map<String, Value> =
         serde_json::from_str(profile_json).map_err(|e| format!("Decoding seccomp profile failed: {e}"))?;
-    let default_action = p.get("defaultAction").and_then(Value::as_str).unwrap_or("");
-    let calls = match p.get("syscalls") {
+    let default_action = p.get(key::DEFAULT_ACTION).and_then(Value::as_str).unwrap_or("");
+    let calls = match p.get(key::SYSCALLS) {
         None | Some(Value::Null) => vec![],
         Some(Value::Array(a)) => a.clone(),
         Some(_) => return Err("Decoding seccomp profile failed: syscalls: expected a list".into()),
@@ -327,12 +333,12 @@ pub fn profile_to_linux_seccomp(profile_json: &str, t: &Target) -> Result<Option
         return Ok(None);
     }
     let has = |k: &str| p.get(k).and_then(Value::as_array).is_some_and(|a| !a.is_empty());
-    if has("architectures") && has("archMap") {
+    if has(key::ARCHITECTURES) && has("archMap") {
         return Err("both 'architectures' and 'archMap' are specified in the seccomp profile, use either 'architectures' or 'archMap'".into());
     }
     let native = go_to_native(t.goarch);
     let mut out = Map::new();
-    for k in ["defaultAction", "defaultErrnoRet", "flags", "listenerPath", "listenerMetadata", "architectures"] {
+    for &k in key::SECCOMP_COPIED {
         if let Some(v) = p.get(k).filter(|v| !v.is_null()) {
             out.insert(k.into(), v.clone());
         }
@@ -345,13 +351,13 @@ pub fn profile_to_linux_seccomp(profile_json: &str, t: &Target) -> Result<Option
         }
         let arches = architectures(native, &map);
         if !arches.is_empty() {
-            out.insert("architectures".into(), arches.into());
+            out.insert(key::ARCHITECTURES.into(), arches.into());
         }
     }
     let mut syscalls = Vec::new();
     for c in &calls {
         let c = c.as_object().ok_or("Decoding seccomp profile failed: syscall entries must be objects")?;
-        let mut names = str_list(c.get("names"), "names")?;
+        let mut names = str_list(c.get(key::NAMES), key::NAMES)?;
         if let Some(n) = c.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
             if !names.is_empty() {
                 return Err("both 'name' and 'names' are specified in the seccomp profile, use either 'name' or 'names'".into());
@@ -372,15 +378,15 @@ pub fn profile_to_linux_seccomp(profile_json: &str, t: &Target) -> Result<Option
             continue;
         }
         let mut m = Map::new();
-        m.insert("names".into(), names.into());
-        for k in ["action", "errnoRet", "args"] {
+        m.insert(key::NAMES.into(), names.into());
+        for &k in key::SYSCALL_COPIED {
             if let Some(v) = c.get(k).filter(|v| !v.is_null()) {
                 m.insert(k.into(), v.clone());
             }
         }
         syscalls.push(Value::Object(m));
     }
-    out.insert("syscalls".into(), syscalls.into());
+    out.insert(key::SYSCALLS.into(), syscalls.into());
     Ok(Some(Value::Object(out)))
 }
 

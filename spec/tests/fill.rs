@@ -194,23 +194,17 @@ fn cg_1_cgroupfs_parent_from_annotation_and_cleaning() {
 #[test]
 fn cg_1_refuses_a_cgroup_that_holds_another_containers_processes() {
     let mut h = FakeHost::default();
-    h.host_files.insert("/sys/fs/cgroup/pids/docker/test/cgroup.procs".into(), "4242\n".into());
+    h.cgroup_procs.insert("/docker/test".into(), vec![4242]);
     let e = err(fixture("ctr_default"), &h);
     assert!(e.contains("cgroup \"/docker/test\" already holds the processes of another container"), "{e}");
     // An existing but empty cgroup (a container that exited) is fine.
-    h.host_files.insert("/sys/fs/cgroup/pids/docker/test/cgroup.procs".into(), "".into());
+    h.cgroup_procs.insert("/docker/test".into(), vec![]);
     assert!(run(fixture("ctr_default"), &h).is_ok());
     // Our own init in there (dry-run of a running container's bundle) is not "another container".
-    h.host_files.insert("/sys/fs/cgroup/pids/docker/test/cgroup.procs".into(), "4242\n4243\n".into());
-    h.bundle = "/run/b/test".into();
-    h.host_files.insert("/run/b/test/init.pid".into(), "4242".into());
+    h.cgroup_procs.insert("/docker/test".into(), vec![4242, 4243]);
+    h.own_init_pid = Some(4242);
     assert!(run(fixture("ctr_default"), &h).is_ok());
-    h.host_files.insert("/run/b/test/init.pid".into(), "999".into());
-    assert!(err(fixture("ctr_default"), &h).contains("already holds"));
-    // cgroup v2 looks at the unified hierarchy.
-    let mut h = FakeHost::default();
-    h.cgroup_v2 = true;
-    h.host_files.insert("/sys/fs/cgroup/docker/test/cgroup.procs".into(), "1\n".into());
+    h.own_init_pid = Some(999);
     assert!(err(fixture("ctr_default"), &h).contains("already holds"));
 }
 
@@ -218,7 +212,7 @@ fn cg_1_refuses_a_cgroup_that_holds_another_containers_processes() {
 fn cg_2_auto_systemd_on_v2_with_systemd() {
     let mut h = FakeHost::default();
     h.cgroup_v2 = true;
-    h.paths.insert("/run/systemd/system".into());
+    h.systemd = true;
     let f = run(fixture("ctr_default"), &h).unwrap();
     assert_eq!(f.spec["linux"]["cgroupsPath"], "system.slice:docker:test");
     assert!(f.systemd_cgroup);
@@ -382,7 +376,7 @@ fn mp_2_explicit_lists_after_privileged_and_mp_3_systempaths() {
 #[test]
 fn mp_1_thermal_throttle_paths() {
     let mut h = FakeHost::default();
-    h.paths.insert("/sys/devices/system/cpu/cpu1/thermal_throttle".into());
+    h.thermal_cpus = vec![1];
     let f = run(fixture("ctr_default"), &h).unwrap();
     let m = f.spec["linux"]["maskedPaths"].as_array().unwrap();
     assert_eq!(m.last().unwrap(), "/sys/devices/system/cpu/cpu1/thermal_throttle");
@@ -527,17 +521,17 @@ fn ns_7_time_namespace_gated_on_runc_features() {
     assert!(ns_types(&run(fixture("ctr_default"), &h).unwrap().spec).contains(&"time".into()));
     let cfg = DaemonConfig::from_json(r#"{"features":{"time-namespaces":false}}"#).unwrap();
     assert!(!ns_types(&run_cfg(fixture("ctr_default"), &cfg, &h).unwrap().spec).contains(&"time".into()));
-    h.paths.remove("/proc/self/ns/time");
+    h.time_ns = false;
     assert!(!ns_types(&run(fixture("ctr_default"), &h).unwrap().spec).contains(&"time".into()));
 }
 
 #[test]
 fn ns_1_userns_remap_and_ns_11_conflicts() {
     let mut h = FakeHost::default();
-    h.host_files.insert("/etc/passwd".into(), "root:x:0:0::/:/bin/sh\ndockremap:x:999:999::/:/bin/false\n".into());
-    h.host_files.insert("/etc/group".into(), "root:x:0:\ndockremap:x:999:\n".into());
-    h.host_files.insert("/etc/subuid".into(), "dockremap:100000:65536\n999:300000:10\n".into());
-    h.host_files.insert("/etc/subgid".into(), "dockremap:200000:65536\n".into());
+    h.host_files.insert(HostFile::Passwd, "root:x:0:0::/:/bin/sh\ndockremap:x:999:999::/:/bin/false\n".into());
+    h.host_files.insert(HostFile::Group, "root:x:0:\ndockremap:x:999:\n".into());
+    h.host_files.insert(HostFile::Subuid, "dockremap:100000:65536\n999:300000:10\n".into());
+    h.host_files.insert(HostFile::Subgid, "dockremap:200000:65536\n".into());
     let cfg = DaemonConfig::from_json(r#"{"userns-remap":"default"}"#).unwrap();
     let f = run_cfg(fixture("ctr_default"), &cfg, &h).unwrap();
     assert!(ns_types(&f.spec).contains(&"user".into()));
@@ -587,7 +581,7 @@ fn sc_1_profile_choice() {
     let cfg = DaemonConfig::from_json(r#"{"seccomp-profile":"unconfined"}"#).unwrap();
     assert!(run_cfg(fixture("ctr_default"), &cfg, &FakeHost::default()).unwrap().spec["linux"].get("seccomp").is_none());
     let mut h = FakeHost::default();
-    h.host_files.insert("/etc/containerd-shim-dockerish/seccomp/log.json".into(), "{\"defaultAction\":\"SCMP_ACT_LOG\"}".into());
+    h.config_files.insert("/etc/containerd-shim-dockerish/seccomp/log.json".into(), "{\"defaultAction\":\"SCMP_ACT_LOG\"}".into());
     let f = run(with_ann(fixture("ctr_default"), &[("security-opt", "seccomp=file:log.json")]), &h).unwrap();
     assert_eq!(f.spec["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_LOG");
     let e = err(with_ann(fixture("ctr_default"), &[("security-opt", "seccomp=file:../../etc/shadow")]), &h);
@@ -825,4 +819,60 @@ fn deploy_example_config_is_complete_and_default() {
         let set = text.lines().any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} =")));
         assert!(set, "deploy/dockerish.toml does not document {key:?}");
     }
+}
+
+/// Fields the shim does not know pass through untouched at every level it edits: the document,
+/// `process`, `process.user`, `process.capabilities`, `root`, `linux`, `linux.resources` and its
+/// `memory`/`cpu`/`pids`/`blockIO`, a mount, a namespace entry, `hooks`, other annotations.
+#[test]
+fn unknown_fields_pass_through_at_every_level() {
+    let mut s = fixture("ctr_default");
+    let x = json!({"vendor": ["kept", 1, {"deep": true}]});
+    s["x-top"] = x.clone();
+    s["hooks"] = json!({"createRuntime": [{"path": "/bin/true", "x-hook": 1}]});
+    s["process"]["x-process"] = x.clone();
+    s["process"]["user"]["umask"] = json!(18);
+    s["process"]["user"]["x-user"] = x.clone();
+    s["process"]["capabilities"]["x-caps"] = x.clone();
+    s["process"]["capabilities"]["ambient"] = json!(["CAP_CHOWN"]);
+    s["root"]["x-root"] = x.clone();
+    s["linux"]["x-linux"] = x.clone();
+    s["linux"]["intelRdt"] = json!({"closID": "x"});
+    s["linux"]["resources"]["x-res"] = x.clone();
+    s["linux"]["resources"]["unified"] = json!({"io.max": "8:0 rbps=1"});
+    s["linux"]["resources"]["memory"] = json!({"x-mem": 1});
+    s["linux"]["resources"]["cpu"] = json!({"x-cpu": 1});
+    s["linux"]["resources"]["pids"] = json!({"x-pids": 1});
+    s["linux"]["resources"]["blockIO"] = json!({"x-bio": 1});
+    s["mounts"][0]["x-mount"] = x.clone();
+    s["mounts"][0]["uidMappings"] = json!([{"containerID": 0, "hostID": 1, "size": 1}]);
+    let mount_ns = s["linux"]["namespaces"].as_array_mut().unwrap().iter_mut().find(|n| n["type"] == "mount").unwrap();
+    mount_ns["x-ns"] = x.clone();
+    s["annotations"] = json!({"org.example/keep": "yes"});
+    let s = with_ann(
+        s,
+        &[("memory", "64m"), ("cpus", "1"), ("pids-limit", "10"), ("blkio-weight", "100"), ("cap-add", "NET_ADMIN"), ("user", "0"), ("read-only", "true"), ("sysctls", "net.core.somaxconn=1")],
+    );
+    let f = run(s, &FakeHost::default()).unwrap();
+    let o = &f.spec;
+    assert_eq!(o["x-top"], x);
+    assert_eq!(o["hooks"]["createRuntime"][0]["x-hook"], 1);
+    assert_eq!(o["process"]["x-process"], x);
+    assert_eq!((o["process"]["user"]["umask"].clone(), o["process"]["user"]["x-user"].clone()), (json!(18), x.clone()));
+    assert_eq!(o["process"]["capabilities"]["x-caps"], x);
+    assert_eq!(o["process"]["capabilities"]["ambient"], json!(["CAP_CHOWN"]), "CP-4: ambient untouched");
+    assert_eq!(o["root"]["x-root"], x);
+    assert_eq!(o["linux"]["x-linux"], x);
+    assert_eq!(o["linux"]["intelRdt"], json!({"closID": "x"}));
+    let r = &o["linux"]["resources"];
+    assert_eq!((r["x-res"].clone(), r["unified"].clone()), (x.clone(), json!({"io.max": "8:0 rbps=1"})));
+    assert_eq!((r["memory"]["x-mem"].clone(), r["memory"]["limit"].clone()), (json!(1), json!(67108864)));
+    assert_eq!((r["cpu"]["x-cpu"].clone(), r["cpu"]["quota"].clone()), (json!(1), json!(100000)));
+    assert_eq!((r["pids"]["x-pids"].clone(), r["pids"]["limit"].clone()), (json!(1), json!(10)));
+    assert_eq!((r["blockIO"]["x-bio"].clone(), r["blockIO"]["weight"].clone()), (json!(1), json!(100)));
+    let proc_mount = mount(o, "/proc").unwrap();
+    assert_eq!((proc_mount["x-mount"].clone(), proc_mount["uidMappings"][0]["hostID"].clone()), (x.clone(), json!(1)));
+    let mount_ns = o["linux"]["namespaces"].as_array().unwrap().iter().find(|n| n["type"] == "mount").unwrap();
+    assert_eq!(mount_ns["x-ns"], x);
+    assert_eq!(o["annotations"]["org.example/keep"], "yes");
 }
