@@ -54,6 +54,19 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), HostError> {
     result
 }
 
+/// MT-13: write one of the files Docker gives a container (`hosts`, `hostname`,
+/// `resolv.conf`): atomically, mode 0644, owned by the container's root so that a user-namespaced
+/// root can rewrite it as in Docker.
+pub(crate) fn write_etc_file(path: &Path, data: &[u8], uid: u32, gid: u32) -> Result<(), HostError> {
+    use std::os::unix::fs::PermissionsExt;
+    write_atomic(path, data)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(|e| HostError::io("chmod", path_str(path), e))?;
+    if uid != 0 || gid != 0 {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|e| HostError::io("chown", path_str(path), e))?;
+    }
+    Ok(())
+}
+
 /// Maximum bytes read from the rootfs (moby: 10 MiB cap, one more byte to detect excess).
 pub(crate) const ROOTFS_READ_CAP: u64 = 10 * 1024 * 1024 + 1;
 

@@ -72,7 +72,7 @@ pub fn apply_actions(bundle: &Path, actions: &[HostAction]) -> Result<(), HostEr
         return Ok(());
     }
     for a in actions {
-        validate_action(a)?;
+        validate_action(bundle, a)?;
     }
     let file = bundle.join(ACTIONS_FILE);
     let data = serde_json::to_vec(actions).map_err(|e| HostError::Invalid { path: path_str(&file), msg: e.to_string() })?;
@@ -80,6 +80,7 @@ pub fn apply_actions(bundle: &Path, actions: &[HostAction]) -> Result<(), HostEr
     for a in actions {
         match a {
             HostAction::ShmTmpfs { path, size } => fsutil::mount_shm(Path::new(path), *size)?,
+            HostAction::EtcFile { path, content, uid, gid } => fsutil::write_etc_file(Path::new(path), content.as_bytes(), *uid, *gid)?,
         }
     }
     Ok(())
@@ -89,11 +90,15 @@ pub fn apply_actions(bundle: &Path, actions: &[HostAction]) -> Result<(), HostEr
 pub fn undo_actions(bundle: &Path, actions: &[HostAction]) -> Result<(), HostError> {
     let mut first_err = None;
     for a in actions.iter().rev() {
-        if validate_action(a).is_err() {
+        if validate_action(bundle, a).is_err() {
             continue;
         }
         let r = match a {
             HostAction::ShmTmpfs { path, .. } => fsutil::unmount_and_remove(Path::new(path)),
+            HostAction::EtcFile { path, .. } => match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(HostError::io("remove", path.clone(), e)),
+                _ => Ok(()),
+            },
         };
         if let Err(e) = r {
             first_err.get_or_insert(e);
@@ -126,10 +131,21 @@ pub fn read_actions(bundle: &Path) -> Result<Vec<HostAction>, HostError> {
     }
 }
 
-/// Refuse action paths that could not have come from `fill` (relative, `..`, not a `shm` dir),
-/// so a tampered actions file cannot unmount arbitrary host paths.
-fn validate_action(a: &HostAction) -> Result<(), HostError> {
+/// Refuse action paths that could not have come from `fill` (relative, `..`, not a `shm` dir,
+/// an etc file outside the bundle), so a tampered actions file cannot unmount or remove
+/// arbitrary host paths.
+fn validate_action(bundle: &Path, a: &HostAction) -> Result<(), HostError> {
     match a {
+        HostAction::EtcFile { path, .. } => {
+            let p = Path::new(path);
+            let named = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| dockerish_spec::ETC_FILES.iter().any(|(_, f)| *f == n));
+            let in_bundle = p.parent().is_some_and(|d| d == bundle || std::fs::canonicalize(d).ok() == std::fs::canonicalize(bundle).ok());
+            if named && in_bundle {
+                Ok(())
+            } else {
+                Err(HostError::Refused { path: path.clone(), msg: "not a shim-owned file of this bundle".into() })
+            }
+        }
         HostAction::ShmTmpfs { path, size } => {
             let p = Path::new(path);
             let ok = p.is_absolute()

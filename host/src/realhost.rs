@@ -79,16 +79,27 @@ impl RealHost {
         }
         // A spec that lists namespaces but no IPC one shares the host's (its /dev/shm is the host's).
         let host_ipc = spec.get(&[key::LINUX, key::NAMESPACES]).is_some_and(Value::is_array) && !spec.has_ns(ns::IPC);
-        Some(Sib { id: id.to_string(), dir: dir.to_path_buf(), names, sandbox_id, host_ipc })
+        let hostname = spec.hostname().map(str::to_string).or_else(|| spec.env().iter().find_map(|e| e.strip_prefix("HOSTNAME=").map(str::to_string)));
+        let mounts = spec.mounts();
+        let etc_files = dockerish_spec::ETC_FILES
+            .iter()
+            .filter_map(|(dest, _)| mounts.iter().rfind(|m| m.destination() == *dest && m.is_bind()).map(|m| (dest.to_string(), m.source().to_string())))
+            .collect();
+        Some(Sib { id: id.to_string(), dir: dir.to_path_buf(), names, sandbox_id, host_ipc, hostname, etc_files })
     }
 
     fn to_task(&self, s: &Sib) -> SiblingTask {
         let (pid, running) = init_pid_alive(&s.dir);
         let shm_path = crate::read_actions(&s.dir)
             .ok()
-            .and_then(|acts| acts.into_iter().map(|HostAction::ShmTmpfs { path, .. }| path).next())
+            .and_then(|acts| {
+                acts.into_iter().find_map(|a| match a {
+                    HostAction::ShmTmpfs { path, .. } => Some(path),
+                    _ => None,
+                })
+            })
             .or_else(|| s.host_ipc.then(|| "/dev/shm".to_string()));
-        SiblingTask { id: s.id.clone(), pid, running, sandbox_id: s.sandbox_id.clone(), shm_path }
+        SiblingTask { id: s.id.clone(), pid, running, sandbox_id: s.sandbox_id.clone(), shm_path, hostname: s.hostname.clone(), etc_files: s.etc_files.clone() }
     }
 }
 
@@ -98,6 +109,8 @@ struct Sib {
     names: Vec<String>,
     sandbox_id: Option<String>,
     host_ipc: bool,
+    hostname: Option<String>,
+    etc_files: Vec<(String, String)>,
 }
 
 /// Read `<bundle>/init.pid` and check the process is the one that file recorded: alive, not a
@@ -383,12 +396,20 @@ impl Host for RealHost {
         Ok(cpus.into_iter().filter(|n| Path::new(&format!("/sys/devices/system/cpu/cpu{n}/thermal_throttle")).exists()).collect())
     }
 
+    fn hostname(&self) -> String {
+        // uname(2) nodename of our UTS namespace, what Go's os.Hostname() returns.
+        read_small("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+    }
+
     fn host_file(&self, file: HostFile) -> Result<Option<String>, HostError> {
         let p = match file {
             HostFile::Passwd => "/etc/passwd",
             HostFile::Group => "/etc/group",
             HostFile::Subuid => "/etc/subuid",
             HostFile::Subgid => "/etc/subgid",
+            HostFile::Hosts => "/etc/hosts",
+            HostFile::ResolvConf => "/etc/resolv.conf",
+            HostFile::SystemdResolvConf => "/run/systemd/resolve/resolv.conf",
         };
         self.read_capped(Path::new(p))
     }

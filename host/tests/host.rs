@@ -190,6 +190,58 @@ fn actions_persist_and_undo_is_idempotent() {
     assert!(Path::new("/etc").exists());
 }
 
+/// MT-13: the files are written 0644 and owned by the container's root, undone at delete; an
+/// etc file outside the bundle or with another name is refused (a tampered actions file cannot
+/// remove host files).
+#[test]
+fn mt_13_etc_files_written_owned_and_removed() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let b = tmp.path().join("b");
+    fs::create_dir_all(&b).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let (uid, gid) = if root { (100000, 200000) } else { (0, 0) };
+    let acts = vec![
+        HostAction::EtcFile { path: b.join("hosts").display().to_string(), content: "127.0.0.1\tlocalhost\n".into(), uid, gid },
+        HostAction::EtcFile { path: b.join("resolv.conf").display().to_string(), content: "nameserver 8.8.8.8\n".into(), uid, gid },
+    ];
+    if root {
+        apply_actions(&b, &acts).unwrap();
+        let md = fs::metadata(b.join("hosts")).unwrap();
+        assert_eq!((md.mode() & 0o7777, md.uid(), md.gid()), (0o644, uid, gid));
+        assert_eq!(fs::read_to_string(b.join("resolv.conf")).unwrap(), "nameserver 8.8.8.8\n");
+        undo_actions_from_bundle(&b).unwrap();
+        assert!(!b.join("hosts").exists() && !b.join("resolv.conf").exists() && !b.join(ACTIONS_FILE).exists());
+    }
+    let outside = tmp.path().join("victim");
+    fs::write(&outside, "x").unwrap();
+    for bad in [HostAction::EtcFile { path: outside.display().to_string(), content: String::new(), uid: 0, gid: 0 }, HostAction::EtcFile { path: b.join("config.json").display().to_string(), content: String::new(), uid: 0, gid: 0 }] {
+        assert!(apply_actions(&b, std::slice::from_ref(&bad)).unwrap_err().to_string().contains("refused"), "{bad:?}");
+        undo_actions(&b, &[bad]).unwrap();
+    }
+    assert!(outside.exists());
+}
+
+/// GEN-3/MT-13 `container:`: a sibling reports its hostname and its /etc file binds.
+#[test]
+fn gen_3_sibling_reports_hostname_and_etc_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let own = sibling(tmp.path(), "self", json!({}), None);
+    let mut spec = fixture("ctr_default");
+    spec["hostname"] = json!("dbhost");
+    spec["mounts"].as_array_mut().unwrap().push(json!({"destination": "/etc/hosts", "type": "bind", "source": "/b/donor/hosts", "options": ["rbind"]}));
+    bundle(tmp.path(), "donor", &spec);
+    let h = RealHost::new(&own, &own.join("rootfs"), "runc");
+    let t = h.sibling_task("donor").unwrap().unwrap();
+    assert_eq!(t.hostname.as_deref(), Some("dbhost"));
+    assert_eq!(t.etc_files, vec![("/etc/hosts".to_string(), "/b/donor/hosts".to_string())]);
+    spec.as_object_mut().unwrap().remove("hostname");
+    spec["process"]["env"] = json!(["PATH=/bin", "HOSTNAME=fromenv"]);
+    bundle(tmp.path(), "donor2", &spec);
+    assert_eq!(h.sibling_task("donor2").unwrap().unwrap().hostname.as_deref(), Some("fromenv"));
+}
+
 #[test]
 fn ipc_4_shm_tmpfs_mount_and_unmount_as_root() {
     // SAFETY: geteuid has no preconditions.

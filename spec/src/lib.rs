@@ -67,6 +67,10 @@ pub enum HostAction {
     /// `mode=1777,size=<size>`), bind-mounted by the spec at `/dev/shm`; unmounted and removed
     /// at delete.
     ShmTmpfs { path: String, size: i64 },
+    /// MT-13: a file Docker writes for the container (`hostname`, `hosts`, `resolv.conf`), at
+    /// `path` in the bundle, mode 0644, owned by the container's root (`uid`/`gid` on the host),
+    /// bind-mounted by the spec; removed at delete.
+    EtcFile { path: String, content: String, uid: u32, gid: u32 },
 }
 
 /// A sibling task of the same containerd namespace (NS-10).
@@ -81,6 +85,11 @@ pub struct SiblingTask {
     pub sandbox_id: Option<String>,
     /// The sibling's shareable `/dev/shm` source (its IPC-4 tmpfs, or `/dev/shm` for host IPC).
     pub shm_path: Option<String>,
+    /// The sibling's hostname: its spec's `hostname`, else its `HOSTNAME` (GEN-3 `container:`).
+    pub hostname: Option<String>,
+    /// The sibling's `/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf` bind sources, by
+    /// destination (MT-13: a `network=container:` joiner shares them).
+    pub etc_files: Vec<(String, String)>,
 }
 
 impl SiblingTask {
@@ -115,6 +124,13 @@ pub enum HostFile {
     Subuid,
     /// `/etc/subgid` (NS-1).
     Subgid,
+    /// `/etc/hosts` (MT-13: host network).
+    Hosts,
+    /// `/etc/resolv.conf` (MT-13).
+    ResolvConf,
+    /// systemd-resolved's upstream list, `/run/systemd/resolve/resolv.conf` (MT-13: used when
+    /// `/etc/resolv.conf` only names the local stub resolver).
+    SystemdResolvConf,
 }
 
 /// The facts about the machine the rules need, asked by name: the rules never build a host
@@ -161,7 +177,9 @@ pub trait Host {
     fn own_init_pid(&self) -> Option<i32>;
     /// CPUs `N` of the host's possible CPUs whose `thermal_throttle` directory exists (MP-1).
     fn thermal_throttle_cpus(&self) -> Result<Vec<u32>, HostError>;
-    /// A small host file, by name (NS-1).
+    /// The host's name (`uname -n`; GEN-3 with host networking).
+    fn hostname(&self) -> String;
+    /// A small host file, by name (NS-1, MT-13).
     fn host_file(&self, file: HostFile) -> Result<Option<String>, HostError>;
     /// A file the daemon configuration or an annotation named (SC-1 seccomp profiles).
     fn read_config_file(&self, path: &str) -> Result<Option<String>, HostError>;
@@ -184,6 +202,10 @@ pub trait Host {
     /// The bundle directory (IPC-4 default shm location).
     fn bundle_dir(&self) -> String;
 }
+
+/// MT-13: the files Docker writes for a container: (destination in the container, file name in
+/// the bundle).
+pub const ETC_FILES: &[(&str, &str)] = rules::ETC_FILES;
 
 /// Every rule group of the rules crate: (file under `spec/src/rules/`, rule ids it implements),
 /// in application order. `docs/RULES.md` is checked against this table.

@@ -40,6 +40,7 @@ pub struct FakeHost {
     pub links: BTreeMap<String, String>,
     pub in_userns: bool,
     pub bundle: String,
+    pub hostname: String,
 }
 
 /// The `$PATH` the fake host's daemon runs with (INIT-1 lookups).
@@ -84,6 +85,7 @@ impl Default for FakeHost {
             links: BTreeMap::new(),
             in_userns: false,
             bundle: "/run/containerd/io.containerd.runtime.v2.task/default/test".into(),
+            hostname: "fakehost".into(),
         }
     }
 }
@@ -157,6 +159,9 @@ impl Host for FakeHost {
     }
     fn thermal_throttle_cpus(&self) -> Result<Vec<u32>, HostError> {
         Ok(self.thermal_cpus.clone())
+    }
+    fn hostname(&self) -> String {
+        self.hostname.clone()
     }
     fn host_file(&self, file: HostFile) -> Result<Option<String>, HostError> {
         Ok(self.host_files.get(&file).cloned())

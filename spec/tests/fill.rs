@@ -47,6 +47,10 @@ fn ns_types(spec: &Value) -> Vec<String> {
     spec["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap().to_string()).collect()
 }
 
+fn shm_actions(f: &Filled) -> Vec<HostAction> {
+    f.actions.iter().filter(|a| matches!(a, HostAction::ShmTmpfs { .. })).cloned().collect()
+}
+
 fn rules(f: &Filled) -> Vec<&'static str> {
     f.applied.iter().map(|a| a.rule).collect()
 }
@@ -135,7 +139,9 @@ fn table_4_10_ctr_fill_checklist() {
     // NS-6: v1 → cgroupns host; NS-7: runc 1.1 lacks the time namespace.
     assert_eq!(ns_types(s), vec!["pid", "ipc", "uts", "mount", "network"]);
     assert!(!f.systemd_cgroup);
-    assert!(f.actions.is_empty());
+    // MT-13: Docker's three files, written into the bundle and bound.
+    let files: Vec<&str> = f.actions.iter().map(|a| match a { HostAction::EtcFile { path, .. } => path.rsplit('/').next().unwrap_or(""), other => panic!("unexpected action {other:?}") }).collect();
+    assert_eq!(files, ["hostname", "hosts", "resolv.conf"]);
 }
 
 #[test]
@@ -421,7 +427,7 @@ fn us_1_us_2_us_3_user_resolution() {
 // ---- NS ----
 
 fn donor(id: &str, running: bool, shm: Option<&str>) -> SiblingTask {
-    SiblingTask { id: id.into(), pid: if running { 4321 } else { 0 }, running, sandbox_id: None, shm_path: shm.map(str::to_string) }
+    SiblingTask { id: id.into(), pid: if running { 4321 } else { 0 }, running, shm_path: shm.map(str::to_string), ..Default::default() }
 }
 
 #[test]
@@ -430,7 +436,8 @@ fn ns_2_network_modes_for_ctr() {
     h.siblings.push(donor("db", true, None));
     let f = run(with_ann(fixture("ctr_default"), &[("network", "host")]), &h).unwrap();
     assert!(!ns_types(&f.spec).contains(&"network".into()));
-    assert!(f.spec.get("hostname").is_none(), "GEN-3: host network keeps the host name");
+    assert_eq!(f.spec["hostname"], "fakehost", "GEN-3: host network gets the host's name");
+    assert!(f.spec["process"]["env"].as_array().unwrap().contains(&json!("HOSTNAME=fakehost")), "GEN-1");
     assert!(f.spec["linux"]["sysctl"].get("net.ipv4.ping_group_range").is_none(), "SY-1 only for private netns");
     let f = run(with_ann(fixture("ctr_default"), &[("network", "container:db")]), &h).unwrap();
     let n = f.spec["linux"]["namespaces"].as_array().unwrap().iter().find(|n| n["type"] == "network").unwrap().clone();
@@ -651,11 +658,11 @@ fn mt_8_rro_when_kernel_and_runc_support_it() {
 fn ipc_4_shareable_creates_action_and_bind() {
     let f = ctr(&[("ipc", "shareable"), ("shm-size", "1m")]);
     let dir = "/run/containerd/io.containerd.runtime.v2.task/default/test/shm";
-    assert_eq!(f.actions, vec![HostAction::ShmTmpfs { path: dir.into(), size: 1048576 }]);
+    assert_eq!(shm_actions(&f), vec![HostAction::ShmTmpfs { path: dir.into(), size: 1048576 }]);
     assert_eq!(mount(&f.spec, "/dev/shm").unwrap(), &json!({"destination": "/dev/shm", "type": "bind", "source": dir, "options": ["rbind", "rprivate"]}));
     let cfg = DaemonConfig::from_json(r#"{"default-ipc-mode":"shareable","shm-root":"/run/dockerish"}"#).unwrap();
     let f = run_cfg(fixture("ctr_default"), &cfg, &FakeHost::default()).unwrap();
-    assert_eq!(f.actions, vec![HostAction::ShmTmpfs { path: "/run/dockerish/default/test/shm".into(), size: 67108864 }]);
+    assert_eq!(shm_actions(&f), vec![HostAction::ShmTmpfs { path: "/run/dockerish/default/test/shm".into(), size: 67108864 }]);
 }
 
 #[test]
@@ -671,7 +678,7 @@ fn ipc_3_none_ipc_6_host_ipc_8_user_mount_wins() {
     let e = err(with_ann(fixture("ctr_default"), &[("ipc", "host")]), &h);
     assert!(e.ends_with("/dev/shm is not mounted, but must be for --ipc=host"));
     let f = ctr(&[("ipc", "shareable"), ("tmpfs", "/dev/shm:size=2m")]);
-    assert!(f.actions.is_empty());
+    assert!(shm_actions(&f).is_empty());
     assert_eq!(mount(&f.spec, "/dev/shm").unwrap()["source"], "tmpfs");
 }
 
@@ -704,9 +711,9 @@ fn ro_1_read_only_keeps_user_tmpfs_at_run_writable() {
     assert!(!o.contains(&json!("ro")), "user /run tmpfs became ro: {run}");
     assert!(o.contains(&json!("exec")) && !o.contains(&json!("noexec")), "{run}");
     assert!(mount(&f.spec, "/sys").unwrap()["options"].as_array().unwrap().contains(&json!("ro")));
-    // MT-3: user mounts after the base ones.
+    // MT-3: user mounts after the base ones, by depth.
     let dests: Vec<&str> = f.spec["mounts"].as_array().unwrap().iter().map(|m| m["destination"].as_str().unwrap()).collect();
-    assert_eq!(&dests[dests.len() - 2..], ["/run", "/tmp"], "{dests:?}");
+    assert_eq!(&dests[dests.len() - 5..], ["/run", "/tmp", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"], "{dests:?}");
 }
 
 #[test]
@@ -875,4 +882,179 @@ fn unknown_fields_pass_through_at_every_level() {
     let mount_ns = o["linux"]["namespaces"].as_array().unwrap().iter().find(|n| n["type"] == "mount").unwrap();
     assert_eq!(mount_ns["x-ns"], x);
     assert_eq!(o["annotations"]["org.example/keep"], "yes");
+}
+
+/// MT-11 runs after RO-1 (issue 11 item 1): privileged or `writable-cgroups` with a read-only
+/// rootfs ends with a writable cgroup mount, as Docker; `writable-cgroups=false` keeps it ro.
+#[test]
+fn mt_11_cgroup_mount_rw_after_ro_1() {
+    let cg_ro = |f: &Filled| mount(&f.spec, "/sys/fs/cgroup").unwrap()["options"].as_array().unwrap().contains(&json!("ro"));
+    let f = ctr(&[("read-only", "true"), ("privileged", "true")]);
+    assert!(!cg_ro(&f), "privileged + read-only: {}", mount(&f.spec, "/sys/fs/cgroup").unwrap());
+    let f = ctr(&[("read-only", "true"), ("security-opt", "writable-cgroups=true")]);
+    assert!(!cg_ro(&f), "writable-cgroups + read-only");
+    let f = ctr(&[("read-only", "true"), ("privileged", "true"), ("security-opt", "writable-cgroups=false")]);
+    assert!(cg_ro(&f), "writable-cgroups=false wins over privileged");
+    assert!(cg_ro(&ctr(&[("read-only", "true")])));
+}
+
+// ---- GEN-3, MT-13: the hostname and the files Docker writes (issue 11 items 2 and 3) ----
+
+fn env_of(f: &Filled) -> Vec<String> {
+    f.spec["process"]["env"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_string()).collect()
+}
+
+/// The content of the EtcFile action for a bundle file name, if any.
+fn etc_file(f: &Filled, name: &str) -> Option<String> {
+    f.actions.iter().find_map(|a| match a {
+        HostAction::EtcFile { path, content, .. } if path.ends_with(&format!("/{name}")) => Some(content.clone()),
+        _ => None,
+    })
+}
+
+fn named_donor(id: &str, hostname: &str, files: &[(&str, &str)]) -> SiblingTask {
+    SiblingTask {
+        id: id.into(),
+        pid: 4321,
+        running: true,
+        hostname: Some(hostname.into()),
+        etc_files: files.iter().map(|(d, s)| (d.to_string(), s.to_string())).collect(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn gen_3_hostname_annotation_sets_hostname_env_and_file() {
+    let f = ctr(&[("hostname", "web.example.org")]);
+    assert_eq!(f.spec["hostname"], "web.example.org");
+    assert!(env_of(&f).contains(&"HOSTNAME=web.example.org".to_string()), "{:?}", env_of(&f));
+    assert_eq!(etc_file(&f, "hostname").as_deref(), Some("web.example.org\n"));
+    assert!(etc_file(&f, "hosts").unwrap().ends_with("127.0.0.1\tweb.example.org web\n"), "{}", etc_file(&f, "hosts").unwrap());
+    // with a domainname: the files carry the FQDN (SY-2 still sets kernel.domainname)
+    let f = ctr(&[("hostname", "web"), ("domainname", "example.org")]);
+    assert_eq!(etc_file(&f, "hostname").as_deref(), Some("web.example.org\n"));
+    let long = "h".repeat(65);
+    let e = err(with_ann(fixture("ctr_default"), &[("hostname", &long)]), &FakeHost::default());
+    assert_eq!(e, format!("annotation \"io.containerd.dockerish/hostname\": hostname \"{long}\" is too long (maximum 64 bytes)"));
+}
+
+#[test]
+fn gen_3_hostname_conflicts_with_uts_host_and_container_network() {
+    let e = err(with_ann(fixture("ctr_default"), &[("hostname", "web"), ("uts", "host")]), &FakeHost::default());
+    assert_eq!(e, "annotation \"io.containerd.dockerish/hostname\": conflicting options: hostname and the UTS mode");
+    let mut h = FakeHost::default();
+    h.siblings.push(named_donor("db", "dbhost", &[]));
+    let e = err(with_ann(fixture("ctr_default"), &[("hostname", "web"), ("network", "container:db")]), &h);
+    assert_eq!(e, "annotation \"io.containerd.dockerish/hostname\": conflicting options: hostname and the network mode");
+    let e = err(with_ann(fixture("ctr_default"), &[("dns", "1.1.1.1"), ("network", "container:db")]), &h);
+    assert_eq!(e, "annotation \"io.containerd.dockerish/dns\": conflicting options: dns and the network mode");
+    let e = err(with_ann(fixture("ctr_default"), &[("add-host", "a:1.2.3.4"), ("network", "container:db")]), &h);
+    assert_eq!(e, "annotation \"io.containerd.dockerish/add-host\": conflicting options: custom host-to-IP mapping and the network mode");
+}
+
+/// `network=container:X`: X's hostname in `hostname` and `HOSTNAME`, X's files bound.
+#[test]
+fn gen_3_container_network_copies_the_donors_hostname_and_files() {
+    let mut h = FakeHost::default();
+    let files = [("/etc/hostname", "/b/db/hostname"), ("/etc/hosts", "/b/db/hosts"), ("/etc/resolv.conf", "/b/db/resolv.conf")];
+    h.siblings.push(named_donor("db", "dbhost", &files));
+    let f = run(with_ann(fixture("ctr_default"), &[("network", "container:db")]), &h).unwrap();
+    assert_eq!(f.spec["hostname"], "dbhost");
+    assert!(env_of(&f).contains(&"HOSTNAME=dbhost".to_string()));
+    for (dest, src) in files {
+        assert_eq!(mount(&f.spec, dest).unwrap()["source"], src, "{dest}");
+    }
+    assert!(f.actions.iter().all(|a| !matches!(a, HostAction::EtcFile { .. })), "{:?}", f.actions);
+    // A donor without files of its own (not started by this shim): files written here.
+    let mut h = FakeHost::default();
+    h.siblings.push(named_donor("db", "dbhost", &[]));
+    let f = run(with_ann(fixture("ctr_default"), &[("network", "container:db")]), &h).unwrap();
+    assert_eq!(etc_file(&f, "hostname").as_deref(), Some("dbhost\n"));
+}
+
+/// Host network and the host's UTS namespace: `HOSTNAME` is always set (GEN-1/GEN-3).
+#[test]
+fn gen_3_host_network_and_uts_host_always_set_hostname_env() {
+    let mut h = FakeHost::default();
+    h.host_files.insert(HostFile::Hosts, "127.0.0.1 localhost\n10.1.1.1 fakehost\n".into());
+    h.host_files.insert(HostFile::ResolvConf, "nameserver 127.0.0.53\nsearch lan\n".into());
+    let f = run(with_ann(fixture("ctr_default"), &[("network", "host"), ("add-host", "db:10.0.0.2")]), &h).unwrap();
+    assert_eq!(f.spec["hostname"], "fakehost");
+    assert!(env_of(&f).contains(&"HOSTNAME=fakehost".to_string()));
+    assert_eq!(etc_file(&f, "hosts").as_deref(), Some("127.0.0.1 localhost\n10.1.1.1 fakehost\n10.0.0.2\tdb\n"), "host network: the host's hosts + add-host");
+    assert_eq!(etc_file(&f, "resolv.conf").as_deref(), Some("nameserver 127.0.0.53\nsearch lan\n"), "host network: the host's resolv.conf, loopback kept");
+    let mut s = fixture("ctr_default");
+    s["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}]);
+    let f = run(with_ann(s, &[("uts", "host")]), &FakeHost::default()).unwrap();
+    assert!(f.spec.get("hostname").is_none(), "NS-5");
+    assert!(env_of(&f).contains(&"HOSTNAME=test".to_string()), "Docker's Config.Hostname is the short id: {:?}", env_of(&f));
+    assert_eq!(etc_file(&f, "hostname").as_deref(), Some("test\n"));
+}
+
+/// MT-13 resolv.conf for a private network namespace: loopback and IPv6 nameservers dropped,
+/// Google's when none remain, systemd-resolved's upstream list instead of its stub; `dns`,
+/// `dns-search`, `dns-option` replace their part.
+#[test]
+fn mt_13_resolv_conf_filtering_and_dns_annotations() {
+    let mut h = FakeHost::default();
+    h.host_files.insert(HostFile::ResolvConf, "# host file\nnameserver 127.0.0.1\nnameserver 10.0.0.53\nnameserver fd00::1\nsearch corp.example\noptions ndots:2\n".into());
+    let f = run(fixture("ctr_default"), &h).unwrap();
+    assert_eq!(etc_file(&f, "resolv.conf").unwrap(), "# host file\nnameserver 10.0.0.53\nsearch corp.example\noptions ndots:2\n");
+    h.host_files.insert(HostFile::ResolvConf, "nameserver 127.0.0.11\nsearch lan\n".into());
+    let f = run(fixture("ctr_default"), &h).unwrap();
+    assert_eq!(etc_file(&f, "resolv.conf").unwrap(), "search lan\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    h.host_files.insert(HostFile::ResolvConf, "nameserver 127.0.0.53\noptions edns0\n".into());
+    h.host_files.insert(HostFile::SystemdResolvConf, "nameserver 192.168.1.1\n".into());
+    let f = run(fixture("ctr_default"), &h).unwrap();
+    assert_eq!(etc_file(&f, "resolv.conf").unwrap(), "nameserver 192.168.1.1\n", "systemd-resolved upstream list");
+    let f = run(with_ann(fixture("ctr_default"), &[("dns", "[\"1.1.1.1\",\" 9.9.9.9 \"]"), ("dns-search", "example.com"), ("dns-option", "[\"ndots:3\",\"rotate\"]")]), &h).unwrap();
+    assert_eq!(etc_file(&f, "resolv.conf").unwrap(), "search example.com\nnameserver 1.1.1.1\nnameserver 9.9.9.9\noptions ndots:3 rotate\n");
+    let f = run(with_ann(fixture("ctr_default"), &[("dns-search", ".")]), &h).unwrap();
+    assert_eq!(etc_file(&f, "resolv.conf").unwrap(), "nameserver 192.168.1.1\n", "dns-search . = no search line; nameservers from the host");
+    for (k, v, want) in [("dns", "8.8.8", "IP address is not correctly formatted: 8.8.8"), ("dns-search", "-x.com", "-x.com is not a valid domain"), ("add-host", "db", "bad format for add-host: \"db\"")] {
+        let e = err(with_ann(fixture("ctr_default"), &[(k, v)]), &FakeHost::default());
+        assert_eq!(e, format!("annotation \"io.containerd.dockerish/{k}\": {want}"));
+    }
+}
+
+/// MT-13 hosts: localhost lines, add-host entries, the hostname.
+#[test]
+fn mt_13_hosts_file() {
+    let f = ctr(&[("add-host", "[\"db:10.0.0.2\",\"v6=[fd00::2]\"]")]);
+    assert_eq!(
+        etc_file(&f, "hosts").unwrap(),
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n10.0.0.2\tdb\nfd00::2\tv6\n127.0.0.1\ttest\n"
+    );
+}
+
+/// MT-13 mounts: bound from the bundle like Docker's (`rbind`, `rprivate`, read-only with a
+/// read-only rootfs, then `rro` where supported), owned by the container's root in a user
+/// namespace; never over a mount the producer already has (nerdctl, CRI, ctr --net-host).
+#[test]
+fn mt_13_bind_mounts_and_producers_files_left_alone() {
+    let f = ctr(&[]);
+    let bundle = FakeHost::default().bundle;
+    assert_eq!(mount(&f.spec, "/etc/hosts").unwrap(), &json!({"destination": "/etc/hosts", "type": "bind", "source": format!("{bundle}/hosts"), "options": ["rbind", "rprivate"]}));
+    let f = ctr(&[("read-only", "true")]);
+    assert_eq!(mount(&f.spec, "/etc/resolv.conf").unwrap()["options"], json!(["rbind", "rro", "rprivate"]));
+    let mut s = fixture("ctr_default");
+    s["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    s["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    let f = run(s, &FakeHost::default()).unwrap();
+    assert!(f.actions.iter().all(|a| matches!(a, HostAction::EtcFile { uid: 100000, gid: 200000, .. })), "{:?}", f.actions);
+    // nerdctl provides its own files: nothing written even in fill mode
+    let cfg = DaemonConfig::from_json(r#"{"policy":{"nerdctl":"fill"}}"#).unwrap();
+    let f = run_cfg(fixture("nerdctl_default"), &cfg, &FakeHost::default()).unwrap();
+    assert!(f.actions.iter().all(|a| !matches!(a, HostAction::EtcFile { .. })));
+    assert_eq!(mount(&f.spec, "/etc/hosts").unwrap()["source"], fixture("nerdctl_default")["mounts"][7]["source"]);
+    let e = err(with_ann(fixture("nerdctl_default"), &[("dns", "1.1.1.1")]), &FakeHost::default());
+    assert!(e.contains("not supported for nerdctl containers: the client writes /etc/hostname"), "{e}");
+    // ctr --net-host binds the host's resolv.conf: kept, and a dns annotation cannot apply
+    let mut s = fixture("ctr_default");
+    s["mounts"].as_array_mut().unwrap().push(json!({"destination": "/etc/resolv.conf", "type": "bind", "source": "/etc/resolv.conf", "options": ["rbind", "ro"]}));
+    let f = run(s.clone(), &FakeHost::default()).unwrap();
+    assert_eq!(mount(&f.spec, "/etc/resolv.conf").unwrap()["source"], "/etc/resolv.conf");
+    assert!(etc_file(&f, "resolv.conf").is_none() && etc_file(&f, "hosts").is_some());
+    let e = err(with_ann(s, &[("dns", "1.1.1.1")]), &FakeHost::default());
+    assert_eq!(e, "annotation \"io.containerd.dockerish/dns\": cannot be applied: /etc/resolv.conf is already mounted from /etc/resolv.conf by the container's spec");
 }

@@ -586,3 +586,138 @@ fn bad_config_names_key_and_annotation_policy_refuses_privileged_keys() {
     assert!(out.contains("rc=1"), "read-only is allowed under unprivileged-only: {out}");
     assert!(c.shims().is_empty(), "shims left: {:?}", c.shims());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 11: where the shim still differed from Docker
+
+/// Options of every cgroup hierarchy mounted in the container (`cgroup` per controller on v1,
+/// `cgroup2` on v2; runc's v1 tmpfs at /sys/fs/cgroup is only their parent).
+fn cgroup_mount_opts(mounts: &str) -> Vec<(String, Vec<String>)> {
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.len() > 3 && f[1].starts_with("/sys/fs/cgroup") && (f[2] == "cgroup" || f[2] == "cgroup2")).then(|| (f[1].to_string(), f[3].split(',').map(str::to_string).collect()))
+        })
+        .collect()
+}
+
+/// MT-11 after RO-1 (issue 11 item 1): privileged + read-only and `writable-cgroups` + read-only
+/// leave the cgroup hierarchies writable while the rootfs is read-only; read-only alone keeps
+/// them read-only.
+#[test]
+fn mt_11_cgroup_mount_writable_with_read_only_rootfs() {
+    let c = Containerd::start();
+    let script = "touch /rootfile 2>/dev/null; echo root=$?; cat /proc/mounts";
+    for (base, extra, want) in [("cgrwpriv", Some(("privileged", "true")), "rw"), ("cgrwopt", Some(("security-opt", "writable-cgroups=true")), "rw"), ("cgro", None, "ro")] {
+        let mut pairs = vec![("read-only", "true")];
+        pairs.extend(extra);
+        let out = sh(&c, D, base, ann(&pairs), script);
+        assert!(out.contains("root=1"), "{base}: rootfs must stay read-only: {out}");
+        let cg = cgroup_mount_opts(&out);
+        assert!(!cg.is_empty(), "{base}: no cgroup mount\n{out}");
+        for (dest, o) in cg {
+            assert!(o.contains(&want.to_string()), "{base}: {dest} must be {want}, got {o:?}");
+        }
+    }
+}
+
+/// `ctr run -d` options with annotations.
+fn ann_detached(pairs: &[(&str, &str)]) -> RunOpts {
+    pairs.iter().fold(RunOpts::detach(), |o, (k, v)| o.flag("--annotation").flag(format!("{P}{k}={v}")))
+}
+
+/// The host's own hostname, as the shim sees it.
+fn host_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string()
+}
+
+/// What Docker starts from for a container's resolv.conf (`resolvconf.Path()`): the host's
+/// `/etc/resolv.conf`, or systemd-resolved's upstream list when that file only names the stub.
+fn host_resolv_conf() -> String {
+    let etc = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let ns: Vec<&str> = etc.lines().filter_map(|l| l.trim().strip_prefix("nameserver")).map(str::trim).collect();
+    if ns == ["127.0.0.53"] {
+        if let Ok(up) = std::fs::read_to_string("/run/systemd/resolve/resolv.conf") {
+            return up;
+        }
+    }
+    etc
+}
+
+fn nameservers(resolv: &str) -> Vec<String> {
+    resolv.lines().filter_map(|l| l.trim().strip_prefix("nameserver ")).map(|s| s.trim().to_string()).collect()
+}
+
+/// GEN-3 + MT-13 (issue 11 items 2 and 3): a ctr container gets Docker's `/etc/hostname`
+/// (its hostname, not the image's), `/etc/hosts` (localhost lines and the hostname) and
+/// `/etc/resolv.conf` (the host's minus loopback and IPv6 nameservers, Google's if none is
+/// left), each a writable bind; the Go shim leaves the image's files. The `hostname` annotation
+/// sets hostname, `HOSTNAME` and the files; `dns`, `dns-search`, `dns-option`, `add-host` shape
+/// them; read-only makes them read-only.
+#[test]
+fn gen_3_mt_13_hostname_and_the_files_docker_writes() {
+    let c = Containerd::start();
+    let script = "hostname; echo env=$(env | sed -n 's/^HOSTNAME=//p'); echo ==hostname==; cat /etc/hostname; echo ==hosts==; cat /etc/hosts; echo ==resolv==; cat /etc/resolv.conf; echo ==mounts==; cat /proc/mounts";
+    let id = c.id("files");
+    let out = sh(&c, D, "files", RunOpts::rm(), script);
+    let short: String = id.chars().take(12).collect();
+    assert!(out.starts_with(&format!("{short}\nenv={short}\n")), "{out}");
+    assert_eq!(section(&out, "hostname"), format!("{short}\n"));
+    let hosts = section(&out, "hosts");
+    assert!(hosts.lines().any(|l| l == "127.0.0.1\tlocalhost") && hosts.lines().any(|l| l == format!("127.0.0.1\t{short}")), "{hosts}");
+    let resolv = section(&out, "resolv");
+    let usable: Vec<String> = nameservers(&host_resolv_conf()).into_iter().filter(|n| n.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| !ip.is_loopback())).collect();
+    let want = if usable.is_empty() { vec!["8.8.8.8".to_string(), "8.8.4.4".to_string()] } else { usable };
+    assert_eq!(nameservers(resolv), want, "container resolv.conf:\n{resolv}\nhost's:\n{}", host_resolv_conf());
+    let m = section(&out, "mounts");
+    for f in ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"] {
+        assert!(mount_opts(m, f).contains(&"rw".to_string()), "{f} must be a writable mount\n{m}");
+    }
+    let go = sh(&c, GO, "filesgo", RunOpts::rm(), "cat /etc/hostname");
+    assert_eq!(go, "busybox\n", "runc.v2: the image's /etc/hostname");
+
+    let out = sh(
+        &c,
+        D,
+        "filesann",
+        ann(&[("hostname", "web"), ("dns", "[\"1.1.1.1\",\"9.9.9.9\"]"), ("dns-search", "example.com"), ("dns-option", "ndots:3"), ("add-host", "db:10.0.0.2"), ("read-only", "true")]),
+        &format!("{script}; echo x >> /etc/hosts 2>/dev/null; echo write=$?"),
+    );
+    assert!(out.starts_with("web\nenv=web\n"), "{out}");
+    assert_eq!(section(&out, "hostname"), "web\n");
+    let hosts = section(&out, "hosts");
+    assert!(hosts.contains("10.0.0.2\tdb\n") && hosts.contains("127.0.0.1\tweb\n"), "{hosts}");
+    assert_eq!(section(&out, "resolv"), "search example.com\nnameserver 1.1.1.1\nnameserver 9.9.9.9\noptions ndots:3\n");
+    assert!(mount_opts(section(&out, "mounts"), "/etc/hosts").contains(&"ro".to_string()), "read-only rootfs: read-only files");
+    assert!(out.contains("write=1"), "{out}");
+}
+
+/// GEN-3 (issue 11 item 2): `network=container:X` copies X's hostname into the hostname and
+/// `HOSTNAME` and shares X's files; host networking and the host's UTS namespace still set
+/// `HOSTNAME` (the host's name, and Docker's short id), where the Go shim leaves it unset.
+#[test]
+fn gen_3_hostname_with_container_host_network_and_uts_host() {
+    let c = Containerd::start();
+    let donor = c.id("hndonor");
+    c.run(D, donor, &["sleep", "100000"], ann_detached(&[("hostname", "donorhost"), ("add-host", "marker:10.9.9.9")])).expect_ok();
+    let script = "hostname; echo env=$(env | sed -n 's/^HOSTNAME=//p'); cat /etc/hostname; grep marker /etc/hosts";
+    let out = sh(&c, D, "hnjoin", ann(&[("network", &format!("container:{donor}"))]), script);
+    assert_eq!(out, "donorhost\nenv=donorhost\ndonorhost\n10.9.9.9\tmarker\n", "joiner sees the donor's name and files");
+    let msg = refused(&c, "hnjoinbad", ann(&[("network", &format!("container:{donor}")), ("hostname", "mine")]));
+    assert!(msg.contains(&format!("annotation \"{P}hostname\": conflicting options: hostname and the network mode")), "{msg}");
+    c.remove(donor);
+    c.assert_no_leftovers(donor);
+
+    let me = host_hostname();
+    let out = sh(&c, D, "hnhost", ann(&[("network", "host")]), "echo env=$(env | sed -n 's/^HOSTNAME=//p'); cat /etc/hostname; cat /etc/hosts");
+    let host_hosts = std::fs::read_to_string("/etc/hosts").unwrap();
+    assert_eq!(out, format!("env={me}\n{me}\n{host_hosts}"), "host network: the host's name and /etc/hosts");
+    let go = sh(&c, GO, "hnhostgo", RunOpts::rm(), "echo env=$(env | sed -n 's/^HOSTNAME=//p')");
+    assert_eq!(go, "env=\n", "runc.v2 (ctr without --net-host): no HOSTNAME");
+
+    let id = c.id("hnuts");
+    let short: String = id.chars().take(12).collect();
+    let out = sh(&c, D, "hnuts", ann(&[("uts", "host")]), "hostname; echo env=$(env | sed -n 's/^HOSTNAME=//p')");
+    assert_eq!(out, format!("{me}\nenv={short}\n"), "uts=host: the host's name, Docker's Config.Hostname in HOSTNAME");
+}

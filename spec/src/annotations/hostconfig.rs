@@ -61,6 +61,10 @@ pub(super) fn hostconfig_pairs(full: &str, value: &str) -> Result<Vec<(&'static 
             "GroupAdd" => "group-add",
             "MaskedPaths" => "masked-paths",
             "ReadonlyPaths" => "readonly-paths",
+            "Dns" => "dns",
+            "DnsSearch" => "dns-search",
+            "DnsOptions" => "dns-option",
+            "ExtraHosts" => "add-host",
             "NanoCpus" | "NanoCPUs" => {
                 if let Some(n) = v.as_i64().filter(|n| *n != 0) {
                     out.push(("cpus", format!("{n}/1000000000")));

@@ -4,7 +4,7 @@
 
 use crate::config::{AnnotationPolicy, DaemonConfig, Origin, Policy};
 use crate::error::SpecError;
-use crate::parse::{self, DeviceMapping, DeviceRule, SecurityOpts, SeccompChoice, TmpfsMount, Ulimit};
+use crate::parse::{self, DeviceMapping, DeviceRule, ExtraHost, SecurityOpts, SeccompChoice, TmpfsMount, Ulimit};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -31,7 +31,7 @@ pub const KEYS: &[&str] = &[
     "cpu-period", "cpu-quota", "cpuset-cpus", "cpuset-mems", "cpu-rt-period", "cpu-rt-runtime",
     "memory", "memory-reservation", "memory-swap", "memory-swappiness", "oom-kill-disable",
     "blkio-weight", "user", "group-add", "domainname", "masked-paths", "readonly-paths", "name",
-    "hostconfig", "policy",
+    "hostconfig", "policy", "hostname", "dns", "dns-search", "dns-option", "add-host",
 ];
 
 /// §0.4: who wrote this spec.
@@ -94,6 +94,11 @@ pub struct Settings {
     pub masked_paths: Option<Vec<String>>,
     pub readonly_paths: Option<Vec<String>>,
     pub name: Option<String>,
+    pub hostname: Option<String>,
+    pub dns: Option<Vec<String>>,
+    pub dns_search: Option<Vec<String>>,
+    pub dns_options: Option<Vec<String>>,
+    pub extra_hosts: Option<Vec<ExtraHost>>,
     pub policy: Option<Policy>,
     /// short key → the full annotation key that set it (errors name the real key).
     pub source: BTreeMap<&'static str, String>,
@@ -251,7 +256,12 @@ impl Settings {
                     self.readonly_paths = Some(l)
                 }
             }
-            "name" => self.name = Some(value.to_string()),
+            "name" => self.name = Some(parse::parse_container_name(value).map_err(e)?),
+            "hostname" => self.hostname = Some(parse::parse_hostname(value).map_err(e)?).filter(|h| !h.is_empty()),
+            "dns" => self.dns = Some(list()?.iter().map(|d| parse::parse_ip(d)).collect::<Result<_, _>>().map_err(e)?),
+            "dns-search" => self.dns_search = Some(list()?.iter().map(|d| parse::parse_dns_search(d)).collect::<Result<_, _>>().map_err(e)?),
+            "dns-option" => self.dns_options = Some(list()?),
+            "add-host" => self.extra_hosts = Some(list()?.iter().map(|h| parse::parse_extra_host(h)).collect::<Result<_, _>>().map_err(e)?),
             "policy" => {
                 self.policy = Some(Policy::parse(value).ok_or_else(|| e(format!("invalid policy {}: use \"fill\", \"explicit\" or \"off\"", parse::go_quote(value))))?)
             }

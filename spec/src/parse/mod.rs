@@ -8,11 +8,13 @@
 mod devices;
 mod limits;
 mod mounts;
+mod network;
 mod security;
 
 pub use devices::*;
 pub use limits::*;
 pub use mounts::*;
+pub use network::*;
 pub use security::*;
 
 /// Go `strconv.ParseBool` (§2.2 "bool").

@@ -26,8 +26,10 @@ use crate::error::{HostError, SpecError};
 use crate::mountinfo::MountInfo;
 use crate::oci::{ns, Doc};
 use crate::parse::go_quote;
-use crate::{Applied, Filled, Host, HostAction, Inputs};
+use crate::{Applied, Filled, Host, HostAction, Inputs, SiblingTask};
 use serde_json::Value;
+
+pub(crate) use files::ETC_FILES;
 
 /// Every rule group: (file, rule ids it implements), in application order.
 pub(crate) const GROUPS: &[(&str, &[&str])] = &[
@@ -57,6 +59,10 @@ pub(crate) struct Ctx<'a> {
     pub(crate) applied: Vec<Applied>,
     pub(crate) actions: Vec<HostAction>,
     mountinfo: Option<Vec<MountInfo>>,
+    /// GEN-3: Docker's `Config.Hostname` (also `HOSTNAME` and `/etc/hostname`).
+    pub(crate) container_hostname: Option<String>,
+    /// NS-10 result for `network=container:<X>` (GEN-3, NS-2 and MT-13 use it).
+    pub(crate) net_donor: Option<SiblingTask>,
 }
 
 pub(crate) fn fill(spec: Value, inputs: &Inputs, host: &dyn Host) -> Result<Filled, SpecError> {
@@ -89,6 +95,8 @@ pub(crate) fn fill(spec: Value, inputs: &Inputs, host: &dyn Host) -> Result<Fill
         applied: Vec::new(),
         actions: Vec::new(),
         mountinfo: None,
+        container_hostname: None,
+        net_donor: None,
     };
     if policy != Policy::Off {
         ctx.run()?;
@@ -222,8 +230,15 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
-        if matches!(self.origin, Origin::Cri { .. } | Origin::Nerdctl) && self.s.network.is_some() {
-            return Err(self.ann_err("network", format!("not supported for {} containers: the client sets up networking", self.origin.producer())));
+        if matches!(self.origin, Origin::Cri { .. } | Origin::Nerdctl) {
+            if self.s.network.is_some() {
+                return Err(self.ann_err("network", format!("not supported for {} containers: the client sets up networking", self.origin.producer())));
+            }
+            for k in ["hostname", "dns", "dns-search", "dns-option", "add-host"] {
+                if self.s.source.contains_key(k) {
+                    return Err(self.ann_err(k, format!("not supported for {} containers: the client writes /etc/hostname, /etc/hosts and /etc/resolv.conf", self.origin.producer())));
+                }
+            }
         }
         Ok(())
     }

@@ -84,6 +84,9 @@ impl Ctx<'_> {
             added_user = true;
             self.note("MT-4", format!("tmpfs {}", t.destination));
         }
+        if self.etc_files(&mut mounts)? {
+            added_user = true; // MT-13 binds are user mounts
+        }
         // After the loop every mount at a --tmpfs destination is the user's own, even where its
         // (destination, type) looks like a base mount (`--read-only --tmpfs /run` is the classic
         // Docker pattern: that /run must stay writable and count as a user mount).
@@ -102,7 +105,19 @@ impl Ctx<'_> {
                 self.locked_flags(&mut mounts)?; // MT-9
             }
         }
-        // MT-11: cgroup mount rw.
+        // RO-1: read-only rootfs; base mounts other than the exceptions get ro.
+        if self.s.read_only == Some(true) {
+            let was_rw = self.doc.set_root_readonly()?;
+            for m in mounts.iter_mut().filter(|m| is_base(m) || m.destination() == INIT_DEST) {
+                if !RO_EXCEPTIONS.contains(&m.destination()) {
+                    m.set_ro(true);
+                }
+            }
+            if was_rw {
+                self.note("RO-1", "read-only rootfs");
+            }
+        }
+        // MT-11: cgroup mount rw, after RO-1 (which made it ro with every base mount).
         let wc = self.s.security_opt.as_ref().and_then(|o| o.writable_cgroups);
         let cgroup_rw = match wc {
             Some(w) => Some(w),
@@ -115,18 +130,6 @@ impl Ctx<'_> {
                 if m.set_ro(!rw) {
                     self.applied.push(Applied { rule: "MT-11", change: format!("cgroup mount {}", if rw { "rw" } else { "ro" }) });
                 }
-            }
-        }
-        // RO-1: read-only rootfs; base mounts other than the exceptions get ro.
-        if self.s.read_only == Some(true) {
-            let was_rw = self.doc.set_root_readonly()?;
-            for m in mounts.iter_mut().filter(|m| is_base(m) || m.destination() == INIT_DEST) {
-                if !RO_EXCEPTIONS.contains(&m.destination()) {
-                    m.set_ro(true);
-                }
-            }
-            if was_rw {
-                self.note("RO-1", "read-only rootfs");
             }
         }
         // PV-1: privileged clears ro on /sys (after RO-1, as Docker).
@@ -228,8 +231,9 @@ impl Ctx<'_> {
         }
         // A shareable tmpfs action carries the size too.
         for a in self.actions.iter_mut() {
-            let HostAction::ShmTmpfs { size: s, .. } = a;
-            *s = size;
+            if let HostAction::ShmTmpfs { size: s, .. } = a {
+                *s = size;
+            }
         }
     }
 

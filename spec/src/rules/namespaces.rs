@@ -88,8 +88,9 @@ impl Ctx<'_> {
                     }
                 }
                 n if n.starts_with("container:") => {
-                    let t = self.resolve("network", &n[10..], Join::Network)?;
-                    self.join(ns::NETWORK, &t, "NS-2")?;
+                    if let Some(t) = self.network_donor()? {
+                        self.join(ns::NETWORK, &t, "NS-2")?;
+                    }
                 }
                 _ => {
                     if !has_path && self.doc.set_ns(ns::NETWORK, None)? {

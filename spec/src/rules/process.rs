@@ -24,16 +24,17 @@ const INIT_DIRS: &[&str] = &["/usr/local/libexec/docker", "/usr/libexec/docker",
 const INIT_DIRS_DOCKER_PREFIX: &[&str] = &["/usr/local/libexec", "/usr/libexec"];
 
 impl Ctx<'_> {
-    /// GEN-1: `PATH` and `HOSTNAME` when absent (fill mode).
+    /// GEN-1: `PATH` and `HOSTNAME` when absent (fill mode, or a `hostname` annotation).
+    /// `HOSTNAME` is Docker's `Config.Hostname` (GEN-3), also with the host's UTS namespace.
     pub(crate) fn common_env(&mut self) -> Result<(), SpecError> {
-        if !self.fill {
+        if !self.fill && self.s.hostname.is_none() {
             return Ok(());
         }
-        let hostname = self.doc.hostname().unwrap_or("").to_string();
+        let hostname = self.container_hostname.clone().or_else(|| self.doc.hostname().map(str::to_string)).unwrap_or_default();
         let env = self.doc.env_mut()?;
         let has = |env: &Vec<Value>, k: &str| env.iter().any(|e| e.as_str().is_some_and(|s| s.starts_with(k)));
         let mut added = Vec::new();
-        if !has(env, "PATH=") {
+        if self.fill && !has(env, "PATH=") {
             env.insert(0, DEFAULT_PATH_ENV.into());
             added.push("PATH");
         }
