@@ -648,10 +648,10 @@ fn mt_8_rro_when_kernel_and_runc_support_it() {
     let mut s = fixture("ctr_default");
     s["mounts"].as_array_mut().unwrap().push(json!({"destination": "/data", "type": "bind", "source": "/srv", "options": ["rbind", "ro"]}));
     let f = run(s.clone(), &FakeHost::default()).unwrap();
-    assert_eq!(mount(&f.spec, "/data").unwrap()["options"], json!(["rbind", "rro"]));
+    assert_eq!(mount(&f.spec, "/data").unwrap()["options"], json!(["rbind", "rro", "rprivate"]));
     let mut h = FakeHost::default();
     h.kernel = Some((5, 10));
-    assert_eq!(mount(&run(s, &h).unwrap().spec, "/data").unwrap()["options"], json!(["rbind", "ro"]));
+    assert_eq!(mount(&run(s, &h).unwrap().spec, "/data").unwrap()["options"], json!(["rbind", "ro", "rprivate"]));
 }
 
 #[test]
@@ -1057,4 +1057,27 @@ fn mt_13_bind_mounts_and_producers_files_left_alone() {
     assert!(etc_file(&f, "resolv.conf").is_none() && etc_file(&f, "hosts").is_some());
     let e = err(with_ann(s, &[("dns", "1.1.1.1")]), &FakeHost::default());
     assert_eq!(e, "annotation \"io.containerd.dockerish/dns\": cannot be applied: /etc/resolv.conf is already mounted from /etc/resolv.conf by the container's spec");
+}
+
+/// MT-6 (issue 11 item 4): a producer's bind mount without a propagation option gets Docker's
+/// default `rprivate`; an explicit propagation, the base mounts and the init bind are kept.
+#[test]
+fn mt_6_binds_get_rprivate_by_default() {
+    let mut s = fixture("ctr_default");
+    for (dest, opts) in [("/data", json!(["rbind", "ro"])), ("/shared", json!(["rbind", "rshared"])), ("/plain", json!(["bind"]))] {
+        s["mounts"].as_array_mut().unwrap().push(json!({"destination": dest, "type": "bind", "source": "/var/lib/x", "options": opts}));
+    }
+    let mut h = FakeHost::default();
+    h.paths.insert("/usr/bin/docker-init".into());
+    let f = run(with_ann(s, &[("init", "true")]), &h).unwrap();
+    assert_eq!(mount(&f.spec, "/data").unwrap()["options"], json!(["rbind", "rro", "rprivate"]));
+    assert_eq!(mount(&f.spec, "/plain").unwrap()["options"], json!(["bind", "rprivate"]));
+    assert_eq!(mount(&f.spec, "/shared").unwrap()["options"], json!(["rbind", "rshared"]));
+    assert_eq!(mount(&f.spec, "/sbin/docker-init").unwrap()["options"], json!(["bind", "ro"]), "INIT-1 bind as Docker's");
+    assert!(rules(&f).contains(&"MT-6"));
+    // explicit mode (nerdctl) leaves binds alone
+    let mut s = fixture("nerdctl_default");
+    s["mounts"].as_array_mut().unwrap().push(json!({"destination": "/data", "type": "bind", "source": "/var/lib/x", "options": ["rbind"]}));
+    let f = run(s, &FakeHost::default()).unwrap();
+    assert_eq!(mount(&f.spec, "/data").unwrap()["options"], json!(["rbind"]));
 }

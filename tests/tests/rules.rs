@@ -721,3 +721,35 @@ fn gen_3_hostname_with_container_host_network_and_uts_host() {
     let out = sh(&c, D, "hnuts", ann(&[("uts", "host")]), "hostname; echo env=$(env | sed -n 's/^HOSTNAME=//p')");
     assert_eq!(out, format!("{me}\nenv={short}\n"), "uts=host: the host's name, Docker's Config.Hostname in HOSTNAME");
 }
+
+/// MT-6 (issue 11 item 4): a `ctr run --mount type=bind` without a propagation option gets
+/// Docker's `rprivate`: a mount made on the host under a shared source after the container
+/// started does not appear in the container, while with the Go shim (runc's default, a slave of
+/// the shared source) it does.
+#[test]
+fn mt_6_bind_from_shared_source_is_rprivate() {
+    let c = Containerd::start();
+    let shared = TestTmpfs::new(c.dir.join("prop-src"), libc::MS_SHARED);
+    let sub = shared.0.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let bind = RunOpts::detach().flag("--mount").flag(format!("type=bind,src={},dst=/x,options=rbind", shared.0.display()));
+    let (d, go) = (c.id("propd"), c.id("propgo"));
+    c.run(D, d, &["sleep", "100000"], bind.clone()).expect_ok();
+    c.run(GO, go, &["sleep", "100000"], bind).expect_ok();
+    // A new mount on the host, under the shared source, after both containers started.
+    let cs = |p: &Path| std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let tmpfs = std::ffi::CString::new("tmpfs").unwrap();
+    // SAFETY: valid NUL-terminated strings; null data.
+    let r = unsafe { libc::mount(tmpfs.as_ptr(), cs(&sub).as_ptr(), tmpfs.as_ptr(), 0, std::ptr::null()) };
+    assert_eq!(r, 0, "mount tmpfs on {}: {}", sub.display(), std::io::Error::last_os_error());
+    let seen = |id: &str| {
+        let out = c.ctr(&["task", "exec", "--exec-id", "m", id, "cat", "/proc/mounts"]).expect_ok().stdout;
+        out.lines().any(|l| l.split(' ').nth(1) == Some("/x/sub"))
+    };
+    assert!(!seen(d), "dockerish: the host's new mount must not propagate into an rprivate bind");
+    assert!(seen(go), "runc.v2: the bind is a slave of the shared source and receives the mount");
+    for id in [d, go] {
+        c.remove(id);
+        c.assert_no_leftovers(id);
+    }
+}

@@ -1,6 +1,6 @@
 //! Mounts: MT-1 (base list: containerd's `/run` dropped, the cgroup mount added), MT-2 (a
 //! `/dev` tmpfs replaces every base `/dev/*` mount), MT-3 (user mounts after the base ones, by
-//! depth), MT-4 (`tmpfs`), MT-7 (bind propagation needs a matching source mount), MT-8 (`rro`),
+//! depth), MT-4 (`tmpfs`), MT-6 (binds get `rprivate` unless a propagation is given), MT-7 (bind propagation needs a matching source mount), MT-8 (`rro`),
 //! MT-9 (locked flags in a user namespace), MT-11 (cgroup mount read-write), MT-12 (duplicate
 //! mount points), IPC-2 (private: size), IPC-3 (none), IPC-4 (shareable tmpfs), IPC-5
 //! (`container:`), IPC-6 (host), IPC-8 (a user `/dev/shm` wins): the `/dev/shm` side, RO-1
@@ -14,12 +14,15 @@ use crate::oci::Mount;
 use crate::parse;
 use crate::{Applied, HostAction};
 
-pub(crate) const IDS: &[&str] = &["MT-1", "MT-2", "MT-3", "MT-4", "MT-7", "MT-8", "MT-9", "MT-11", "MT-12", "IPC-2", "IPC-3", "IPC-4", "IPC-5", "IPC-6", "IPC-8", "RO-1", "PV-1"];
+pub(crate) const IDS: &[&str] = &["MT-1", "MT-2", "MT-3", "MT-4", "MT-6", "MT-7", "MT-8", "MT-9", "MT-11", "MT-12", "IPC-2", "IPC-3", "IPC-4", "IPC-5", "IPC-6", "IPC-8", "RO-1", "PV-1"];
 
 const SHM: &str = "/dev/shm";
 
 /// Base mounts RO-1 leaves writable.
 const RO_EXCEPTIONS: &[&str] = &["/proc", "/dev/pts", "/dev/shm", "/dev/mqueue", "/dev"];
+
+/// Mount propagation options (any of them means the producer chose one, MT-6).
+const PROPAGATIONS: &[&str] = &["private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"];
 
 /// Flags the kernel locks on a mount seen from a less privileged user namespace (MT-9).
 const LOCKED_FLAGS: &[&str] = &["ro", "nodev", "noexec", "nosuid", "noatime", "relatime", "nodiratime"];
@@ -99,6 +102,7 @@ impl Ctx<'_> {
             mounts = base.into_iter().chain(user).collect();
         }
         if self.fill {
+            self.default_propagation(&mut mounts); // MT-6
             self.propagation(&mut mounts)?; // MT-7
             self.recursive_ro(&mut mounts); // MT-8
             if self.userns_remap {
@@ -234,6 +238,20 @@ impl Ctx<'_> {
             if let HostAction::ShmTmpfs { size: s, .. } = a {
                 *s = size;
             }
+        }
+    }
+
+    /// MT-6: Docker gives every bind a propagation, `rprivate` unless one was asked for; without
+    /// it runc leaves the bind a slave of a shared source, which then receives host mounts.
+    fn default_propagation(&mut self, mounts: &mut [Mount]) {
+        for m in mounts.iter_mut().filter(|m| m.is_bind() && !m.is_default() && m.destination() != INIT_DEST) {
+            if PROPAGATIONS.iter().any(|p| m.has_option(p)) {
+                continue;
+            }
+            let mut o = m.options();
+            o.push("rprivate".into());
+            m.set_options(o);
+            self.applied.push(Applied { rule: "MT-6", change: format!("{} rprivate", m.destination()) });
         }
     }
 
