@@ -360,6 +360,14 @@ impl Host for RealHost {
         sysctl_path(name).is_some_and(|p| p.exists())
     }
 
+    fn blkio_weight_supported(&self) -> bool {
+        if self.cgroup_v2() {
+            read_small(&format!("{CGROUP_MOUNT}/cgroup.controllers")).is_some_and(|c| c.split_whitespace().any(|x| x == "io"))
+        } else {
+            Path::new(CGROUP_MOUNT).join("blkio/blkio.weight").exists()
+        }
+    }
+
     fn cpu_rt_supported(&self) -> bool {
         Path::new(CGROUP_MOUNT).join("cpu/cpu.rt_runtime_us").exists()
     }

@@ -314,6 +314,9 @@ fn real_host_facts_on_this_machine() {
     assert_eq!(h.lookup_executable("sh", &[]).as_deref().map(|p| p.ends_with("/sh")), Some(true));
     assert_eq!(h.lookup_executable("no-such-binary-here", &["/usr/bin"]), None);
     assert_eq!(h.own_init_pid(), None);
+    let v1_weight = Path::new("/sys/fs/cgroup/blkio/blkio.weight").exists();
+    let v2_io = fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").is_ok_and(|c| c.split_whitespace().any(|x| x == "io"));
+    assert_eq!(h.blkio_weight_supported(), if h.cgroup_v2() { v2_io } else { v1_weight });
     if let Some(f) = h.runc_features() {
         assert!(f.get("mountOptions").is_some());
     }

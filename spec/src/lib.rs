@@ -163,6 +163,9 @@ pub trait Host {
     fn apparmor_profile_loaded(&self, name: &str) -> bool;
     /// The sysctl (dotted name, e.g. `net.ipv4.ping_group_range`) exists on the host (SY-1).
     fn sysctl_exists(&self, name: &str) -> bool;
+    /// The kernel can set a block I/O weight: `blkio.weight` on cgroup v1, the `io` controller
+    /// on v2 (CG-7 discards `blkio-weight` otherwise).
+    fn blkio_weight_supported(&self) -> bool;
     /// The cgroup v1 `cpu` controller has the real-time scheduler files (CG-5 `cpu-rt-*`).
     fn cpu_rt_supported(&self) -> bool;
     /// The kernel has time namespaces (NS-7).

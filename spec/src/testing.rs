@@ -1,6 +1,6 @@
 //! A configurable fake [`Host`] for unit tests (here and in other crates): every fact is a
-//! plain field, defaults describe this project's machine (x86_64, cgroup v1 without systemd,
-//! no AppArmor, runc 1.1 without the time namespace, kernel 6.1).
+//! plain field, defaults describe a cgroup v1 machine like this project's (x86_64, no systemd,
+//! no AppArmor, runc 1.1 without the time namespace, kernel 6.1, every cgroup v1 file present).
 
 use crate::{Host, HostDevice, HostError, HostFile, MountInfo, SiblingTask, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,6 +22,7 @@ pub struct FakeHost {
     /// Sysctls (dotted names) that exist on the host (SY-1).
     pub sysctls: BTreeSet<String>,
     pub cpu_rt: bool,
+    pub blkio_weight: bool,
     pub time_ns: bool,
     /// cgroupfs path → PIDs in it (CG-1 guard)
     pub cgroup_procs: BTreeMap<String, Vec<i32>>,
@@ -67,6 +68,7 @@ impl Default for FakeHost {
             paths: BTreeSet::new(),
             sysctls: ["net.ipv4.ping_group_range", "net.ipv4.ip_unprivileged_port_start"].iter().map(|s| s.to_string()).collect(),
             cpu_rt: true,
+            blkio_weight: true,
             time_ns: true,
             cgroup_procs: BTreeMap::new(),
             own_init_pid: None,
@@ -144,6 +146,9 @@ impl Host for FakeHost {
     }
     fn cpu_rt_supported(&self) -> bool {
         self.cpu_rt
+    }
+    fn blkio_weight_supported(&self) -> bool {
+        self.blkio_weight
     }
     fn time_namespace(&self) -> bool {
         self.time_ns

@@ -1081,3 +1081,18 @@ fn mt_6_binds_get_rprivate_by_default() {
     let f = run(s, &FakeHost::default()).unwrap();
     assert_eq!(mount(&f.spec, "/data").unwrap()["options"], json!(["rbind"]));
 }
+
+/// CG-7 (issue 11 item 5): without the kernel's `blkio.weight` (cgroup v1 with only BFQ's
+/// `blkio.bfq.weight`, or no `io` controller on v2) Docker discards `blkio-weight`, even an out
+/// of range one; `blockIO` stays present (CG-6).
+#[test]
+fn cg_7_blkio_weight_discarded_without_kernel_support() {
+    let mut h = FakeHost::default();
+    h.blkio_weight = false;
+    for w in ["500", "5"] {
+        let f = run(with_ann(fixture("ctr_default"), &[("blkio-weight", w)]), &h).unwrap();
+        assert_eq!(f.spec["linux"]["resources"]["blockIO"], json!({}), "{w}");
+        assert!(f.applied.iter().any(|a| a.rule == "CG-7" && a.change.contains("blkio-weight")), "{:?}", f.applied);
+    }
+    assert_eq!(ctr(&[("blkio-weight", "500")]).spec["linux"]["resources"]["blockIO"], json!({"weight": 500}));
+}

@@ -753,3 +753,23 @@ fn mt_6_bind_from_shared_source_is_rprivate() {
         c.assert_no_leftovers(id);
     }
 }
+
+/// CG-7 (issue 11 item 5): `blkio-weight` where the kernel has no `blkio.weight` (cgroup v1
+/// with BFQ only or no weight at all; v2 without the `io` controller) is discarded as Docker
+/// does, and the container starts; where the host has it, the weight is applied.
+#[test]
+fn cg_7_blkio_weight_follows_the_hosts_support() {
+    let c = Containerd::start();
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let supported = if v2 {
+        std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default().split_whitespace().any(|x| x == "io")
+    } else {
+        Path::new("/sys/fs/cgroup/blkio/blkio.weight").exists()
+    };
+    let out = sh(&c, D, "blkio", ann(&[("blkio-weight", "500")]), "cat /sys/fs/cgroup/blkio/blkio.weight /sys/fs/cgroup/blkio/blkio.bfq.weight /sys/fs/cgroup/io.weight /sys/fs/cgroup/io.bfq.weight 2>/dev/null; true");
+    if supported {
+        assert!(out.contains("500"), "the host has block I/O weights: 500 applied\n{out}");
+    } else {
+        assert!(!out.contains("500"), "the host has no blkio.weight: Docker discards the setting\n{out}");
+    }
+}

@@ -176,13 +176,19 @@ impl Ctx<'_> {
         // PID-1: <= 0 means "no limit" (the create route turns it into nil).
         plan.pids = s.pids_limit.map(|p| Some(p).filter(|p| *p > 0));
 
+        // CG-7 before CG-6's range check, as Docker: an unsupported weight is dropped, not checked.
+        let mut blkio_weight = s.blkio_weight;
+        if blkio_weight.is_some_and(|w| w > 0) && !self.host.blkio_weight_supported() {
+            plan.discarded.push("blkio-weight discarded: the kernel does not support Block I/O weight or the cgroup is not mounted");
+            blkio_weight = None;
+        }
         // CG-6
-        if s.blkio_weight.is_some_and(|w| w != 0 && !(10..=1000).contains(&w)) {
+        if blkio_weight.is_some_and(|w| w != 0 && !(10..=1000).contains(&w)) {
             return Err(e("blkio-weight", "Range of blkio weight is from 10 to 1000"));
         }
         // CG-6: blockIO is always present in a Docker spec.
         if s.blkio_weight.is_some() || self.fill {
-            plan.block_io = Some(s.blkio_weight.filter(|w| *w != 0));
+            plan.block_io = Some(blkio_weight.filter(|w| *w != 0));
         }
         Ok(plan)
     }
