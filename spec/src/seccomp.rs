@@ -4,9 +4,10 @@
 //! The default profile below is data from moby/profiles `seccomp/default.json`
 //! (https://github.com/moby/profiles, Copyright The Moby Authors, Apache-2.0), embedded as Rust
 //! data so that `fill` does not parse 17 kB of JSON on every Create. Regenerate it from a new
-//! moby/profiles release when Docker updates its profile. The `socket` rule uses the per-family
-//! allow-list form of that file (every family except AF_ALG 38, AF_VSOCK 40 and a few legacy
-//! ones), which every libseccomp version accepts.
+//! moby/profiles release when Docker updates its profile. The `socket` rule allows every family
+//! except AF_ALG (38) and AF_VSOCK (40), as Docker's profile; it is written as three
+//! single-comparison rules (`< 38`, `== 39`, `> 40`) because libseccomp compares an argument at
+//! most once per rule.
 
 use crate::oci::key;
 use serde_json::{Map, Value};
@@ -86,6 +87,9 @@ const fn arg(names: &'static [&'static str], args: &'static [(u32, u64, &'static
     Group { args, ..g(names) }
 }
 const EQ: &str = "SCMP_CMP_EQ";
+/// The socket families Docker's profile denies (`AF_ALG`, `AF_VSOCK`).
+const AF_ALG: u64 = 38;
+const AF_VSOCK: u64 = 40;
 
 static DEFAULT_ALLOW: &[&str] = &[
     "accept", "accept4", "access", "adjtimex", "alarm", "bind", "brk", "cachestat", "capget", "capset", "chdir", "chmod",
@@ -136,32 +140,11 @@ static DEFAULT_ALLOW: &[&str] = &[
 static GROUPS: &[Group] = &[
     g(DEFAULT_ALLOW),
     Group { inc_min_kernel: Some((4, 8)), ..g(&["process_vm_readv", "process_vm_writev", "ptrace"]) },
-    arg(&["socket"], &[(0, 12, "SCMP_CMP_LT")]),
-    arg(&["socket"], &[(0, 13, EQ)]),
-    arg(&["socket"], &[(0, 14, EQ)]),
-    arg(&["socket"], &[(0, 15, EQ)]),
-    arg(&["socket"], &[(0, 16, EQ)]),
-    arg(&["socket"], &[(0, 17, EQ)]),
-    arg(&["socket"], &[(0, 18, EQ)]),
-    arg(&["socket"], &[(0, 21, EQ)]),
-    arg(&["socket"], &[(0, 22, EQ)]),
-    arg(&["socket"], &[(0, 24, EQ)]),
-    arg(&["socket"], &[(0, 26, EQ)]),
-    arg(&["socket"], &[(0, 27, EQ)]),
-    arg(&["socket"], &[(0, 28, EQ)]),
-    arg(&["socket"], &[(0, 29, EQ)]),
-    arg(&["socket"], &[(0, 30, EQ)]),
-    arg(&["socket"], &[(0, 31, EQ)]),
-    arg(&["socket"], &[(0, 32, EQ)]),
-    arg(&["socket"], &[(0, 33, EQ)]),
-    arg(&["socket"], &[(0, 35, EQ)]),
-    arg(&["socket"], &[(0, 36, EQ)]),
-    arg(&["socket"], &[(0, 39, EQ)]),
-    arg(&["socket"], &[(0, 41, EQ)]),
-    arg(&["socket"], &[(0, 42, EQ)]),
-    arg(&["socket"], &[(0, 43, EQ)]),
-    arg(&["socket"], &[(0, 44, EQ)]),
-    arg(&["socket"], &[(0, 45, EQ)]),
+    // Every family but AF_ALG (38) and AF_VSOCK (40): one comparison per rule, as every
+    // libseccomp version accepts (SC-3, issue 11 item 6).
+    arg(&["socket"], &[(0, AF_ALG, "SCMP_CMP_LT")]),
+    arg(&["socket"], &[(0, AF_ALG + 1, EQ)]),
+    arg(&["socket"], &[(0, AF_VSOCK, "SCMP_CMP_GT")]),
     arg(&["personality"], &[(0, 0, EQ)]),
     arg(&["personality"], &[(0, 8, EQ)]),
     arg(&["personality"], &[(0, 131072, EQ)]),
@@ -420,6 +403,38 @@ mod tests {
         assert!(!a["syscalls"].as_array().unwrap().iter().any(|s| s["names"] == json!(["clone3"])));
         let old = default_linux_seccomp(&Target { goarch: "amd64", bounding: &caps, kernel: Some((4, 4)) });
         assert!(!names(&old).contains(&"ptrace".to_string()));
+    }
+
+    /// Whether the profile's `socket` rules allow an address family (one comparison on arg 0 per
+    /// rule, as libseccomp evaluates them: any matching allow rule allows).
+    fn socket_allowed(profile: &Value, family: u64) -> bool {
+        profile["syscalls"].as_array().unwrap().iter().filter(|r| r["names"].as_array().unwrap().iter().any(|n| n == "socket") && r["action"] == "SCMP_ACT_ALLOW").any(|r| {
+            r.get("args").and_then(Value::as_array).map_or(true, |args| {
+                args.iter().all(|a| {
+                    assert_eq!(a["index"], 0, "socket rules compare the family");
+                    let v = a["value"].as_u64().unwrap();
+                    match a["op"].as_str().unwrap() {
+                        "SCMP_CMP_EQ" => family == v,
+                        "SCMP_CMP_NE" => family != v,
+                        "SCMP_CMP_LT" => family < v,
+                        "SCMP_CMP_LE" => family <= v,
+                        "SCMP_CMP_GT" => family > v,
+                        "SCMP_CMP_GE" => family >= v,
+                        op => panic!("unexpected op {op}"),
+                    }
+                })
+            })
+        })
+    }
+
+    /// SC-3 (issue 11 item 6): Docker's profile denies exactly AF_ALG (38) and AF_VSOCK (40);
+    /// every other family, including ones newer kernels add, is allowed.
+    #[test]
+    fn sc_3_socket_families_denied_are_exactly_docker_s() {
+        let caps: Vec<String> = crate::parse::DEFAULT_CAPABILITIES.iter().map(|s| s.to_string()).collect();
+        let p = default_linux_seccomp(&Target { goarch: "amd64", bounding: &caps, kernel: Some((6, 1)) });
+        let denied: Vec<u64> = (0..=128).chain([1000, u64::from(u32::MAX)]).filter(|f| !socket_allowed(&p, *f)).collect();
+        assert_eq!(denied, vec![38, 40]);
     }
 
     #[test]
