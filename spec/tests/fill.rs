@@ -1096,3 +1096,25 @@ fn cg_7_blkio_weight_discarded_without_kernel_support() {
     }
     assert_eq!(ctr(&[("blkio-weight", "500")]).spec["linux"]["resources"]["blockIO"], json!({"weight": 500}));
 }
+
+/// CG-5 (issue 11 item 7): Docker sets no `cpu.shares` unless asked; ctr always writes its
+/// default 1024 (on cgroup v2 runc turns it into cpu.weight 39 instead of the kernel's 100), so
+/// fill mode removes exactly that default. A chosen value and explicit mode are kept.
+#[test]
+fn cg_5_no_cpu_shares_unless_asked() {
+    let with_shares = |n: i64| {
+        let mut s = fixture("ctr_default");
+        s["linux"]["resources"]["cpu"] = json!({"shares": n});
+        s
+    };
+    let f = run(with_shares(1024), &FakeHost::default()).unwrap();
+    assert!(f.spec["linux"]["resources"].get("cpu").is_none(), "{}", f.spec["linux"]["resources"]);
+    let f = run(with_ann(with_shares(1024), &[("cpu-shares", "512"), ("cpus", "1")]), &FakeHost::default()).unwrap();
+    assert_eq!(f.spec["linux"]["resources"]["cpu"], json!({"shares": 512, "period": 100000, "quota": 100000}));
+    let f = run(with_ann(with_shares(1024), &[("cpus", "1")]), &FakeHost::default()).unwrap();
+    assert_eq!(f.spec["linux"]["resources"]["cpu"], json!({"period": 100000, "quota": 100000}));
+    assert_eq!(run(with_shares(2048), &FakeHost::default()).unwrap().spec["linux"]["resources"]["cpu"], json!({"shares": 2048}), "a chosen value stays");
+    let mut s = fixture("nerdctl_default");
+    s["linux"]["resources"]["cpu"] = json!({"shares": 1024});
+    assert_eq!(run(s, &FakeHost::default()).unwrap().spec["linux"]["resources"]["cpu"], json!({"shares": 1024}), "explicit mode");
+}

@@ -822,3 +822,24 @@ fn sc_3_socket_families_refused_by_seccomp() {
     let go = run(GO, "sockfamgo");
     assert!(eperm(&go).is_empty(), "runc.v2 has no seccomp filter: {go:?}");
 }
+
+/// CG-5 (issue 11 item 7): ctr writes `cpu.shares` 1024 into every spec; Docker sets none, so
+/// runc gets none (on cgroup v2 the container keeps the kernel's cpu.weight 100 instead of the
+/// 39 that 1024 shares convert to, which the Go shim's container gets).
+#[test]
+fn cg_5_ctr_default_cpu_shares_removed() {
+    let c = Containerd::start();
+    let id = c.id("shares");
+    c.run(D, id, &["sleep", "100000"], RunOpts::detach()).expect_ok();
+    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(c.bundle(&c.ns, id).join("config.json")).unwrap()).unwrap();
+    let orig: serde_json::Value = serde_json::from_slice(&std::fs::read(c.bundle(&c.ns, id).join("config.json.orig")).unwrap()).unwrap();
+    assert_eq!(orig["linux"]["resources"]["cpu"]["shares"], 1024, "ctr writes its default");
+    assert!(spec["linux"]["resources"]["cpu"].get("shares").is_none(), "runc gets no shares: {}", spec["linux"]["resources"]);
+    c.remove(id);
+    c.assert_no_leftovers(id);
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        let ours = sh(&c, D, "sharesw", RunOpts::rm(), "cat /sys/fs/cgroup/cpu.weight");
+        let go = sh(&c, GO, "shareswgo", RunOpts::rm(), "cat /sys/fs/cgroup/cpu.weight");
+        assert_eq!((ours.trim(), go.trim()), ("100", "39"));
+    }
+}

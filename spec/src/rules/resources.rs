@@ -8,6 +8,7 @@
 //! have set more).
 
 use super::Ctx;
+use crate::config::Origin;
 use crate::error::SpecError;
 use crate::oci::{key, obj_in};
 use crate::parse;
@@ -56,7 +57,12 @@ struct Plan {
     block_io: Option<Option<i64>>,
     /// CG-7 notes: settings the kernel cannot honour, discarded.
     discarded: Vec<&'static str>,
+    /// CG-5: remove ctr's default `cpu.shares` (Docker sets none unless asked).
+    drop_ctr_shares: bool,
 }
+
+/// The `cpu.shares` `ctr run` writes when `--cpu-shares` is not given.
+const CTR_DEFAULT_SHARES: i64 = 1024;
 
 impl Ctx<'_> {
     pub(crate) fn resources(&mut self) -> Result<(), SpecError> {
@@ -173,6 +179,8 @@ impl Ctx<'_> {
             });
         }
 
+        plan.drop_ctr_shares = self.fill && self.origin == Origin::Ctr && s.cpu_shares.is_none();
+
         // PID-1: <= 0 means "no limit" (the create route turns it into nil).
         plan.pids = s.pids_limit.map(|p| Some(p).filter(|p| *p > 0));
 
@@ -225,6 +233,18 @@ impl Ctx<'_> {
                 res.remove(key::MEMORY);
             }
         }
+        let mut shares_dropped = false;
+        if plan.drop_ctr_shares {
+            if let Some(Value::Object(c)) = res.get_mut(key::CPU) {
+                if c.get(key::SHARES).and_then(Value::as_i64) == Some(CTR_DEFAULT_SHARES) {
+                    c.remove(key::SHARES);
+                    shares_dropped = true;
+                    if c.is_empty() {
+                        res.remove(key::CPU);
+                    }
+                }
+            }
+        }
         if let Some(p) = plan.cpu {
             let c = obj_in(res, key::CPU, "linux.resources.cpu")?;
             if let Some((period, quota)) = p.nano {
@@ -265,6 +285,9 @@ impl Ctx<'_> {
             if let Some(w) = w {
                 set(b, key::WEIGHT, w.into(), &mut changes);
             }
+        }
+        if shares_dropped {
+            self.note("CG-5", "cpu.shares 1024 removed (ctr's default; Docker sets none)");
         }
         for d in plan.discarded {
             self.note("CG-7", d);
