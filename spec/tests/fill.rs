@@ -1118,3 +1118,18 @@ fn cg_5_no_cpu_shares_unless_asked() {
     s["linux"]["resources"]["cpu"] = json!({"shares": 1024});
     assert_eq!(run(s, &FakeHost::default()).unwrap().spec["linux"]["resources"]["cpu"], json!({"shares": 1024}), "explicit mode");
 }
+
+/// CP-1 (issue 11 item 8): config `default-capabilities` is Docker's base in fill mode, also
+/// without any cap-add/cap-drop/privileged annotation; explicit mode keeps the producer's set.
+#[test]
+fn cp_1_default_capabilities_apply_without_annotations() {
+    let cfg = DaemonConfig::from_json(r#"{"default-capabilities":["CAP_CHOWN","CAP_KILL"]}"#).unwrap();
+    let f = run_cfg(fixture("ctr_default"), &cfg, &FakeHost::default()).unwrap();
+    for set in ["bounding", "effective", "permitted"] {
+        assert_eq!(f.spec["process"]["capabilities"][set], json!(["CAP_CHOWN", "CAP_KILL"]), "{set}");
+    }
+    let f = run_cfg(with_ann(fixture("ctr_default"), &[("cap-add", "NET_ADMIN")]), &cfg, &FakeHost::default()).unwrap();
+    assert_eq!(f.spec["process"]["capabilities"]["bounding"], json!(["CAP_CHOWN", "CAP_KILL", "CAP_NET_ADMIN"]));
+    let f = run_cfg(fixture("nerdctl_default"), &cfg, &FakeHost::default()).unwrap();
+    assert_eq!(f.spec["process"]["capabilities"], fixture("nerdctl_default")["process"]["capabilities"]);
+}

@@ -843,3 +843,16 @@ fn cg_5_ctr_default_cpu_shares_removed() {
         assert_eq!((ours.trim(), go.trim()), ("100", "39"));
     }
 }
+
+/// CP-1 (issue 11 item 8): `default-capabilities` in dockerish.toml is the container's set even
+/// without any cap annotation.
+#[test]
+fn cp_1_default_capabilities_from_config_apply() {
+    let c = Containerd::start();
+    let cfg = c.dir.join("caps.toml");
+    std::fs::write(&cfg, "default-capabilities = [\"CAP_CHOWN\", \"CAP_KILL\"]\n").unwrap();
+    let st = sh(&c, D, "defcaps", RunOpts::rm().flag("--runtime-config-path").flag(cfg.display().to_string()), "cat /proc/self/status");
+    for set in ["CapBnd", "CapPrm", "CapEff"] {
+        assert_eq!(caps(&st, set), cap_mask(&["CHOWN", "KILL"]), "{set}: {st}");
+    }
+}

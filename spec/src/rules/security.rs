@@ -25,7 +25,9 @@ impl Ctx<'_> {
         let add = self.s.cap_add.clone().unwrap_or_default();
         let drop = self.s.cap_drop.clone().unwrap_or_default();
         let priv_new = self.s.privileged == Some(true);
-        if !priv_new && add.is_empty() && drop.is_empty() {
+        // Fill mode always writes Docker's set (CP-1: config `default-capabilities`, whatever
+        // the producer wrote); explicit mode only when asked.
+        if !self.fill && !priv_new && add.is_empty() && drop.is_empty() {
             return Ok(());
         }
         let own = self.host.own_capabilities();
