@@ -4,6 +4,7 @@
 //! side effects, persisted in the bundle so `shim delete` can undo them after a crash), and
 //! [`load_config`].
 
+pub mod claims;
 mod fsutil;
 pub mod realhost;
 
@@ -81,6 +82,7 @@ pub fn apply_actions(bundle: &Path, actions: &[HostAction]) -> Result<(), HostEr
         match a {
             HostAction::ShmTmpfs { path, size } => fsutil::mount_shm(Path::new(path), *size)?,
             HostAction::EtcFile { path, content, uid, gid } => fsutil::write_etc_file(Path::new(path), content.as_bytes(), *uid, *gid)?,
+            HostAction::Claim { scope, class, key } => claims::claim(Path::new(claims::CLAIMS_DIR), bundle, *scope, class, key)?,
         }
     }
     Ok(())
@@ -99,6 +101,7 @@ pub fn undo_actions(bundle: &Path, actions: &[HostAction]) -> Result<(), HostErr
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(HostError::io("remove", path.clone(), e)),
                 _ => Ok(()),
             },
+            HostAction::Claim { scope, class, key } => claims::release(Path::new(claims::CLAIMS_DIR), bundle, *scope, class, key),
         };
         if let Err(e) = r {
             first_err.get_or_insert(e);
@@ -136,6 +139,7 @@ pub fn read_actions(bundle: &Path) -> Result<Vec<HostAction>, HostError> {
 /// arbitrary host paths.
 fn validate_action(bundle: &Path, a: &HostAction) -> Result<(), HostError> {
     match a {
+        HostAction::Claim { scope, class, key } => claims::claim_path(Path::new(claims::CLAIMS_DIR), bundle, *scope, class, key).map(|_| ()),
         HostAction::EtcFile { path, .. } => {
             let p = Path::new(path);
             let named = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| dockerish_spec::ETC_FILES.iter().any(|(_, f)| *f == n));

@@ -55,6 +55,26 @@ impl RealHost {
         b.parent().map(Path::to_path_buf).ok_or_else(|| HostError::Refused { path: path_str(&b), msg: "bundle has no parent directory".into() })
     }
 
+    /// Every task bundle of our namespace (ours included).
+    fn siblings(&self) -> Result<Vec<Sib>, HostError> {
+        let ns_dir = self.namespace_dir()?;
+        let rd = std::fs::read_dir(&ns_dir).map_err(|e| HostError::io("open", path_str(&ns_dir), e))?;
+        let mut sibs = Vec::new();
+        for ent in rd.flatten() {
+            // Only real directories directly inside the namespace dir: never follow a symlink
+            // out of it.
+            let Ok(ft) = ent.file_type() else { continue };
+            if !ft.is_dir() {
+                continue;
+            }
+            let id = ent.file_name().to_string_lossy().into_owned();
+            if let Some(s) = self.sibling_info(&ent.path(), &id) {
+                sibs.push(s);
+            }
+        }
+        Ok(sibs)
+    }
+
     fn sibling_info(&self, dir: &Path, id: &str) -> Option<Sib> {
         let spec_path = dir.join("config.json");
         let md = std::fs::symlink_metadata(&spec_path).ok()?;
@@ -272,21 +292,7 @@ impl Host for RealHost {
         if name_or_id.is_empty() {
             return Ok(None);
         }
-        let ns_dir = self.namespace_dir()?;
-        let rd = std::fs::read_dir(&ns_dir).map_err(|e| HostError::io("open", path_str(&ns_dir), e))?;
-        let mut sibs = Vec::new();
-        for ent in rd.flatten() {
-            // Only real directories directly inside the namespace dir: never follow a symlink
-            // out of it.
-            let Ok(ft) = ent.file_type() else { continue };
-            if !ft.is_dir() {
-                continue;
-            }
-            let id = ent.file_name().to_string_lossy().into_owned();
-            if let Some(s) = self.sibling_info(&ent.path(), &id) {
-                sibs.push(s);
-            }
-        }
+        let sibs = self.siblings()?;
         // Docker's order: exact ID, exact name, unique ID prefix.
         if let Some(s) = sibs.iter().find(|s| s.id == name_or_id) {
             return Ok(Some(self.to_task(s)));
@@ -300,6 +306,20 @@ impl Host for RealHost {
             [one] => Ok(Some(self.to_task(one))),
             _ => Err(HostError::AmbiguousPrefix(name_or_id.to_string())),
         }
+    }
+
+    fn containers_named(&self, name: &str) -> Result<Vec<String>, HostError> {
+        if name.is_empty() {
+            return Ok(vec![]);
+        }
+        // Only created tasks (runc wrote init.pid): a sibling still in its own Create may yet
+        // fail, and the claim taken when the actions run decides between racing creates.
+        Ok(self
+            .siblings()?
+            .into_iter()
+            .filter(|s| s.id != self.own_id && (s.id == name || s.names.iter().any(|n| n == name)) && s.dir.join(INIT_PID).exists())
+            .map(|s| s.id)
+            .collect())
     }
 
     fn rootfs_file(&self, path_in_rootfs: &str) -> Result<Option<Vec<u8>>, HostError> {

@@ -357,3 +357,65 @@ fn runc_features_cached_by_binary_identity() {
     // A failing runc is not cached.
     assert!(dockerish_host::realhost::cached_runc_features("/nonexistent/runc", &cache).is_none());
 }
+
+/// NAME-1 claims: one owner per key and scope, even when creates race; the owner may claim
+/// again; a claim whose owner bundle is gone is taken over; release leaves others' claims and
+/// removes empty directories; another namespace is another scope.
+#[test]
+fn name_1_claims_are_exclusive_and_race_free() {
+    use dockerish_host::claims::{claim, claim_path, release};
+    use dockerish_spec::ClaimScope::Namespace;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("claims");
+    let a = bundle(tmp.path(), "a", &json!({}));
+    let b = bundle(tmp.path(), "b", &json!({}));
+    claim(&root, &a, Namespace, "name", "web").unwrap();
+    claim(&root, &a, Namespace, "name", "web").unwrap();
+    let e = claim(&root, &b, Namespace, "name", "web").unwrap_err().to_string();
+    assert_eq!(e, "Conflict. The container name \"/web\" is already in use by container \"a\". You have to remove (or rename) that container to be able to reuse that name.");
+    release(&root, &b, Namespace, "name", "web").unwrap(); // not b's: left alone
+    assert!(claim(&root, &b, Namespace, "name", "web").is_err());
+    release(&root, &a, Namespace, "name", "web").unwrap();
+    claim(&root, &b, Namespace, "name", "web").unwrap();
+    // stale: the owner's bundle is gone
+    fs::remove_dir_all(&b).unwrap();
+    claim(&root, &a, Namespace, "name", "web").unwrap();
+    // another namespace dir is another scope
+    let other = tmp.path().join("otherns").join("c");
+    fs::create_dir_all(&other).unwrap();
+    claim(&root, &other, Namespace, "name", "web").unwrap();
+    release(&root, &other, Namespace, "name", "web").unwrap();
+    release(&root, &a, Namespace, "name", "web").unwrap();
+    let left: Vec<_> = fs::read_dir(&root).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left, [".lock"], "empty claim directories are removed, the one lock file stays");
+    assert!(claim_path(&root, &a, Namespace, "../x", "web").is_err());
+
+    // Racing creates: exactly one of 16 threads wins each round.
+    let bundles: Vec<PathBuf> = (0..16).map(|i| bundle(tmp.path(), &format!("r{i}"), &json!({}))).collect();
+    for round in 0..20 {
+        let key = format!("race{round}");
+        let wins: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = bundles.iter().map(|b| s.spawn(|| claim(&root, b, Namespace, "name", &key).is_ok())).collect();
+            hs.into_iter().map(|h| usize::from(h.join().unwrap())).sum()
+        });
+        assert_eq!(wins, 1, "round {round}");
+    }
+}
+
+/// NAME-1: the real host finds the other containers holding a name (name annotations or IDs).
+#[test]
+fn name_1_containers_named_scans_the_namespace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let own = sibling(tmp.path(), "self", json!({"io.containerd.dockerish/name": "web"}), None);
+    sibling(tmp.path(), "other", json!({"io.containerd.dockerish/name": "web"}), Some(1));
+    sibling(tmp.path(), "db", json!({"nerdctl/name": "cache"}), Some(1));
+    // still in its own Create (no init.pid): its claim decides, not the scan
+    sibling(tmp.path(), "creating", json!({"io.containerd.dockerish/name": "api"}), None);
+    let h = RealHost::new(&own, &own.join("rootfs"), "runc");
+    assert_eq!(h.containers_named("web").unwrap(), vec!["other".to_string()]);
+    assert_eq!(h.containers_named("cache").unwrap(), vec!["db".to_string()]);
+    assert_eq!(h.containers_named("db").unwrap(), vec!["db".to_string()], "an ID is a name too");
+    assert!(h.containers_named("self").unwrap().is_empty());
+    assert!(h.containers_named("none").unwrap().is_empty());
+    assert!(h.containers_named("api").unwrap().is_empty());
+}

@@ -71,6 +71,25 @@ pub enum HostAction {
     /// `path` in the bundle, mode 0644, owned by the container's root (`uid`/`gid` on the host),
     /// bind-mounted by the spec; removed at delete.
     EtcFile { path: String, content: String, uid: u32, gid: u32 },
+    /// NAME-1: a key only one container of `scope` may hold (`class` `name`: a container name),
+    /// claimed race-free before `runc create` (two creates racing for it cannot both win) and
+    /// released at delete. Reusable for other one-owner keys (a cgroup path, host-wide).
+    Claim { scope: ClaimScope, class: String, key: String },
+}
+
+/// Where a [`HostAction::Claim`] must be unique.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClaimScope {
+    /// The containerd namespace of the shim (container names).
+    Namespace,
+    /// The whole host (e.g. cgroup paths).
+    Host,
+}
+
+/// Docker's text for a name in use (NAME-1, moby `daemon/names.go`).
+pub fn name_conflict(name: &str, holder_id: &str) -> String {
+    format!("Conflict. The container name \"/{name}\" is already in use by container \"{holder_id}\". You have to remove (or rename) that container to be able to reuse that name.")
 }
 
 /// A sibling task of the same containerd namespace (NS-10).
@@ -144,6 +163,9 @@ pub trait Host {
     /// `io.kubernetes.cri.container-name` within our sandbox, `<prefix>name`), or unique ID
     /// prefix (NS-10). `Ok(None)` = no such container.
     fn sibling_task(&self, name_or_id: &str) -> Result<Option<SiblingTask>, HostError>;
+    /// IDs of the other created tasks (not those still in their own Create) of the same
+    /// containerd namespace whose ID or name (as in `sibling_task`) is exactly `name` (NAME-1).
+    fn containers_named(&self, name: &str) -> Result<Vec<String>, HostError>;
     /// A file inside the container rootfs, symlinks clamped to the rootfs; `None` if absent or not
     /// a regular file; at most 10 MiB + 1 byte is returned (US-1).
     fn rootfs_file(&self, path_in_rootfs: &str) -> Result<Option<Vec<u8>>, HostError>;

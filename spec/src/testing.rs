@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct FakeHost {
     pub mountinfo: Vec<MountInfo>,
     pub siblings: Vec<SiblingTask>,
+    /// (name, id) of other containers holding a name (NAME-1)
+    pub named: Vec<(String, String)>,
     /// path inside rootfs → content
     pub rootfs: BTreeMap<String, Vec<u8>>,
     pub devices: Vec<HostDevice>,
@@ -59,6 +61,7 @@ impl Default for FakeHost {
             )
             .unwrap_or_default(),
             siblings: vec![],
+            named: vec![],
             rootfs: BTreeMap::new(),
             devices: vec![],
             cgroup_v2: false,
@@ -113,6 +116,10 @@ impl Host for FakeHost {
             1 => Ok(Some(pre[0].clone())),
             _ => Err(HostError::AmbiguousPrefix(name_or_id.into())),
         }
+    }
+    fn containers_named(&self, name: &str) -> Result<Vec<String>, HostError> {
+        let by_id = self.siblings.iter().filter(|t| t.id == name).map(|t| t.id.clone());
+        Ok(by_id.chain(self.named.iter().filter(|(n, _)| n == name).map(|(_, id)| id.clone())).collect())
     }
     fn rootfs_file(&self, p: &str) -> Result<Option<Vec<u8>>, HostError> {
         Ok(self.rootfs.get(p).cloned())

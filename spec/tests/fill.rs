@@ -1133,3 +1133,18 @@ fn cp_1_default_capabilities_apply_without_annotations() {
     let f = run_cfg(fixture("nerdctl_default"), &cfg, &FakeHost::default()).unwrap();
     assert_eq!(f.spec["process"]["capabilities"], fixture("nerdctl_default")["process"]["capabilities"]);
 }
+
+/// NAME-1 (issue 11 item 9): a `name` another container of the namespace already holds (as its
+/// name or its id) is refused with Docker's text; a free name is claimed by a host action so
+/// that two creates racing for it cannot both win.
+#[test]
+fn name_1_names_are_unique_in_the_namespace() {
+    let mut h = FakeHost::default();
+    h.named.push(("web".into(), "abc123".into()));
+    let e = err(with_ann(fixture("ctr_default"), &[("name", "web")]), &h);
+    assert_eq!(e, "annotation \"io.containerd.dockerish/name\": Conflict. The container name \"/web\" is already in use by container \"abc123\". You have to remove (or rename) that container to be able to reuse that name.");
+    let f = run(with_ann(fixture("ctr_default"), &[("name", "db")]), &h).unwrap();
+    assert_eq!(f.actions[0], HostAction::Claim { scope: ClaimScope::Namespace, class: "name".into(), key: "db".into() });
+    let e = err(with_ann(fixture("ctr_default"), &[("name", "-bad")]), &h);
+    assert!(e.ends_with("Invalid container name (-bad), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"), "{e}");
+}

@@ -856,3 +856,38 @@ fn cp_1_default_capabilities_from_config_apply() {
         assert_eq!(caps(&st, set), cap_mask(&["CHOWN", "KILL"]), "{set}: {st}");
     }
 }
+
+/// NAME-1 (issue 11 item 9): a `name` another container of the namespace holds is refused with
+/// Docker's text and leaves nothing; once that container is removed the name is free. Two
+/// creates racing for one name: exactly one wins (the name is claimed, not just looked up).
+#[test]
+fn name_1_duplicate_names_refused_and_race_has_one_winner() {
+    let c = Containerd::start();
+    let name = format!("web-{}", c.ns);
+    let first = c.id("nameone");
+    c.run(D, first, &["sleep", "100000"], ann_detached(&[("name", &name)])).expect_ok();
+    let msg = refused(&c, "nametwo", ann(&[("name", &name)]));
+    let want = format!("annotation \"{P}name\": Conflict. The container name \"/{name}\" is already in use by container \"{first}\". You have to remove (or rename) that container to be able to reuse that name.");
+    assert!(msg.contains(&want), "expected {want:?} in: {msg}");
+    c.remove(first);
+    c.assert_no_leftovers(first);
+    sh(&c, D, "namethree", ann(&[("name", &name)]), "true");
+
+    for round in 0..3 {
+        let race = format!("race{round}-{}", c.ns);
+        let ids = [c.id(&format!("racea{round}")), c.id(&format!("raceb{round}"))];
+        let results: Vec<bool> = std::thread::scope(|s| {
+            let hs: Vec<_> = ids.iter().map(|id| s.spawn(|| c.run(D, id, &["sleep", "100000"], ann_detached(&[("name", &race)])).ok())).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(results.iter().filter(|ok| **ok).count(), 1, "round {round}: {results:?}");
+        for id in ids {
+            if c.task_status(id).is_some() {
+                c.remove(id);
+            } else {
+                let _ = c.ctr(&["container", "rm", id]);
+            }
+            c.assert_no_leftovers(id);
+        }
+    }
+}

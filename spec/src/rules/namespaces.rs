@@ -1,7 +1,8 @@
 //! Namespaces: NS-1 (user namespace from `userns-remap`), NS-2 (network), NS-3 (IPC, namespace
 //! side; the `/dev/shm` side is in mounts.rs), NS-4 (PID), NS-5 (UTS), NS-6 (cgroup), NS-7
 //! (time), NS-8 (list editing, `Doc::set_ns`/`remove_ns`), NS-10 (`container:<name|id>` to a
-//! running sibling), NS-11 (user-namespace conflicts, checked in `validate`).
+//! running sibling), NS-11 (user-namespace conflicts, checked in `validate`), NAME-1 (a
+//! container name is unique in the namespace: the name is what `container:<name>` resolves).
 
 use super::Ctx;
 use crate::annotations::{CRI_SANDBOX_ID, NERDCTL_IPC, NERDCTL_PID_CONTAINER};
@@ -9,9 +10,12 @@ use crate::config::Origin;
 use crate::error::{HostError, SpecError};
 use crate::oci::ns;
 use crate::parse::{self, go_quote};
-use crate::{HostFile, SiblingTask};
+use crate::{name_conflict, ClaimScope, HostAction, HostFile, SiblingTask};
 
-pub(crate) const IDS: &[&str] = &["NS-1", "NS-2", "NS-3", "NS-4", "NS-5", "NS-6", "NS-7", "NS-8", "NS-10", "NS-11"];
+/// The claim class of container names (NAME-1).
+pub(crate) const NAME_CLAIM: &str = "name";
+
+pub(crate) const IDS: &[&str] = &["NS-1", "NS-2", "NS-3", "NS-4", "NS-5", "NS-6", "NS-7", "NS-8", "NS-10", "NS-11", "NAME-1"];
 
 /// Kind of namespace join, for Docker's error texts (NS-2..4).
 #[derive(Clone, Copy)]
@@ -76,7 +80,20 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// NAME-1: a `name` another container of the namespace holds (as its name or its ID) is
+    /// refused with Docker's text; a free one is claimed race-free by the first host action.
+    fn claim_name(&mut self) -> Result<(), SpecError> {
+        let Some(name) = self.s.name.clone() else { return Ok(()) };
+        let holders = self.host.containers_named(&name).map_err(|e| Self::host_err("NAME-1", e))?;
+        if let Some(id) = holders.into_iter().find(|h| h != self.id) {
+            return Err(self.ann_err("name", name_conflict(&name, &id)));
+        }
+        self.actions.insert(0, HostAction::Claim { scope: ClaimScope::Namespace, class: NAME_CLAIM.into(), key: name });
+        Ok(())
+    }
+
     pub(crate) fn namespaces(&mut self) -> Result<(), SpecError> {
+        self.claim_name()?; // NAME-1
         self.userns()?; // NS-1 (first: joins below also join the user ns)
         // NS-2 network (ctr-origin only; validate() refused it for nerdctl/CRI).
         if let Some(net) = self.s.network.clone() {
