@@ -4,7 +4,7 @@ use crate::{fsutil, path_str};
 use dockerish_spec::annotations::{CRI_CONTAINER_NAME, CRI_SANDBOX_ID, NERDCTL_NAME};
 use dockerish_spec::oci::{key, ns, Doc};
 use dockerish_spec::parse::ALL_CAPABILITIES;
-use dockerish_spec::{Host, HostAction, HostDevice, HostError, HostFile, MountInfo, SiblingTask, Value};
+use dockerish_spec::{Host, HostAction, HostDevice, HostError, HostFile, MountInfo, RtBudget, SiblingTask, Value};
 use std::cell::OnceCell;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -378,6 +378,27 @@ impl Host for RealHost {
 
     fn sysctl_exists(&self, name: &str) -> bool {
         sysctl_path(name).is_some_and(|p| p.exists())
+    }
+
+    fn cpu_rt_budget(&self, cgroups_path: &str) -> Result<Option<RtBudget>, HostError> {
+        if self.cgroup_v2() || !self.cpu_rt_supported() {
+            return Ok(None);
+        }
+        let Some(rel) = cgroups_path.strip_prefix('/').filter(|r| !r.split('/').any(|c| c == "..")) else { return Ok(None) };
+        let own = Path::new(CGROUP_MOUNT).join("cpu").join(rel);
+        let (Some(parent), Some(own_name)) = (own.parent(), own.file_name()) else { return Ok(None) };
+        if !parent.is_dir() {
+            // runc creates it, and a new cgroup has no real-time runtime.
+            return Ok(Some(RtBudget { period: 1_000_000, runtime: 0, children: vec![] }));
+        }
+        let rt = |dir: &Path| -> Option<(i64, i64)> {
+            let n = |f: &str| read_small(&path_str(&dir.join(f))).and_then(|v| v.trim().parse::<i64>().ok());
+            Some((n("cpu.rt_period_us")?, n("cpu.rt_runtime_us")?))
+        };
+        let Some((period, runtime)) = rt(parent) else { return Ok(None) };
+        let rd = std::fs::read_dir(parent).map_err(|e| HostError::io("open", path_str(parent), e))?;
+        let children = rd.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir()) && e.file_name() != own_name).filter_map(|e| rt(&e.path())).collect();
+        Ok(Some(RtBudget { period, runtime, children }))
     }
 
     fn blkio_weight_supported(&self) -> bool {

@@ -118,6 +118,18 @@ impl SiblingTask {
     }
 }
 
+/// The real-time budget of the cgroup v1 `cpu` parent a container's cgroup is created in
+/// (CG-5 `cpu-rt-runtime`): the kernel refuses a child whose runtime/period ratio does not fit
+/// in what the parent's ratio leaves after its other children.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RtBudget {
+    /// The parent's `cpu.rt_period_us` and `cpu.rt_runtime_us` (`-1` = unlimited).
+    pub period: i64,
+    pub runtime: i64,
+    /// `(period, runtime)` of the parent's other children.
+    pub children: Vec<(i64, i64)>,
+}
+
 /// A host device node (DV-3, DV-6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostDevice {
@@ -190,6 +202,9 @@ pub trait Host {
     fn blkio_weight_supported(&self) -> bool;
     /// The cgroup v1 `cpu` controller has the real-time scheduler files (CG-5 `cpu-rt-*`).
     fn cpu_rt_supported(&self) -> bool;
+    /// The real-time budget of the parent of the cgroupfs path `cgroups_path` (a parent runc
+    /// still has to create has none); `None` when unknown (CG-5).
+    fn cpu_rt_budget(&self, cgroups_path: &str) -> Result<Option<RtBudget>, HostError>;
     /// The kernel has time namespaces (NS-7).
     fn time_namespace(&self) -> bool;
     /// The first of `dirs/<name>` that is an executable file, else `<name>` looked up on the

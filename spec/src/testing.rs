@@ -2,7 +2,7 @@
 //! plain field, defaults describe a cgroup v1 machine like this project's (x86_64, no systemd,
 //! no AppArmor, runc 1.1 without the time namespace, kernel 6.1, every cgroup v1 file present).
 
-use crate::{Host, HostDevice, HostError, HostFile, MountInfo, SiblingTask, Value};
+use crate::{Host, HostDevice, HostError, HostFile, MountInfo, RtBudget, SiblingTask, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Fake host; build with `FakeHost::default()` and set fields.
@@ -24,6 +24,7 @@ pub struct FakeHost {
     /// Sysctls (dotted names) that exist on the host (SY-1).
     pub sysctls: BTreeSet<String>,
     pub cpu_rt: bool,
+    pub rt_budget: Option<RtBudget>,
     pub blkio_weight: bool,
     pub time_ns: bool,
     /// cgroupfs path → PIDs in it (CG-1 guard)
@@ -71,6 +72,7 @@ impl Default for FakeHost {
             paths: BTreeSet::new(),
             sysctls: ["net.ipv4.ping_group_range", "net.ipv4.ip_unprivileged_port_start"].iter().map(|s| s.to_string()).collect(),
             cpu_rt: true,
+            rt_budget: None,
             blkio_weight: true,
             time_ns: true,
             cgroup_procs: BTreeMap::new(),
@@ -153,6 +155,9 @@ impl Host for FakeHost {
     }
     fn cpu_rt_supported(&self) -> bool {
         self.cpu_rt
+    }
+    fn cpu_rt_budget(&self, _cgroups_path: &str) -> Result<Option<RtBudget>, HostError> {
+        Ok(self.rt_budget.clone())
     }
     fn blkio_weight_supported(&self) -> bool {
         self.blkio_weight

@@ -1148,3 +1148,22 @@ fn name_1_names_are_unique_in_the_namespace() {
     let e = err(with_ann(fixture("ctr_default"), &[("name", "-bad")]), &h);
     assert!(e.ends_with("Invalid container name (-bad), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"), "{e}");
 }
+
+/// CG-5 (issue 11 item 10): a real-time runtime the parent cgroup cannot grant is refused with
+/// a clear error naming the annotation (runc would fail with a bare "invalid argument"); one
+/// that fits passes.
+#[test]
+fn cg_5_cpu_rt_runtime_checked_against_the_parent_budget() {
+    let mut h = FakeHost::default();
+    h.rt_budget = Some(RtBudget { period: 1_000_000, runtime: 0, children: vec![] });
+    let e = err(with_ann(fixture("ctr_default"), &[("cpu-rt-runtime", "950000")]), &h);
+    assert_eq!(e, "annotation \"io.containerd.dockerish/cpu-rt-runtime\": cpu real-time runtime 950000 is more than the parent cgroup /docker has left (0µs per 1000000µs): the sum of all runtimes across containers cannot exceed the amount allotted to the parent cgroup (Docker's daemon sets it with --cpu-rt-runtime)");
+    h.rt_budget = Some(RtBudget { period: 1_000_000, runtime: 950_000, children: vec![(1_000_000, 500_000)] });
+    assert!(err(with_ann(fixture("ctr_default"), &[("cpu-rt-runtime", "500000")]), &h).contains("has left (450000µs per 1000000µs)"));
+    let f = run(with_ann(fixture("ctr_default"), &[("cpu-rt-runtime", "400000")]), &h).unwrap();
+    assert_eq!(f.spec["linux"]["resources"]["cpu"]["realtimeRuntime"], 400000);
+    let f = run(with_ann(fixture("ctr_default"), &[("cpu-rt-runtime", "40000"), ("cpu-rt-period", "100000")]), &h).unwrap();
+    assert_eq!(f.spec["linux"]["resources"]["cpu"]["realtimePeriod"], 100000, "ratio 0.4 of 0.45 left");
+    h.rt_budget = None; // unknown (systemd driver, unreadable): left to runc
+    assert!(run(with_ann(fixture("ctr_default"), &[("cpu-rt-runtime", "950000")]), &h).is_ok());
+}

@@ -609,7 +609,8 @@ fn cgroup_mount_opts(mounts: &str) -> Vec<(String, Vec<String>)> {
 fn mt_11_cgroup_mount_writable_with_read_only_rootfs() {
     let c = Containerd::start();
     let script = "touch /rootfile 2>/dev/null; echo root=$?; cat /proc/mounts";
-    for (base, extra, want) in [("cgrwpriv", Some(("privileged", "true")), "rw"), ("cgrwopt", Some(("security-opt", "writable-cgroups=true")), "rw"), ("cgro", None, "ro")] {
+    // `writable-cgroups` bare: the grammar's `[=bool]` form (issue 11 item 10).
+    for (base, extra, want) in [("cgrwpriv", Some(("privileged", "true")), "rw"), ("cgrwopt", Some(("security-opt", "writable-cgroups")), "rw"), ("cgro", None, "ro")] {
         let mut pairs = vec![("read-only", "true")];
         pairs.extend(extra);
         let out = sh(&c, D, base, ann(&pairs), script);
@@ -889,5 +890,27 @@ fn name_1_duplicate_names_refused_and_race_has_one_winner() {
             }
             c.assert_no_leftovers(id);
         }
+    }
+}
+
+/// CG-5 (issue 11 item 10): a `cpu-rt-runtime` the parent cgroup cannot grant is refused at
+/// create with the annotation and the numbers (runc's own error is a bare "invalid argument"),
+/// leaving nothing; without the real-time scheduler (cgroup v2) Docker's "kernel does not
+/// support" text. Compared with the host's own budget of /docker.
+#[test]
+fn cg_5_cpu_rt_runtime_refused_with_dockers_error() {
+    let c = Containerd::start();
+    let rt_files = Path::new("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists() && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let parent_runtime: i64 = std::fs::read_to_string("/sys/fs/cgroup/cpu/docker/cpu.rt_runtime_us").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+    let key = format!("annotation \"{P}cpu-rt-runtime\": ");
+    if !rt_files {
+        let msg = refused(&c, "rtnone", ann(&[("cpu-rt-runtime", "950000")]));
+        assert!(msg.contains(&format!("{key}kernel does not support CPU real-time scheduler")), "{msg}");
+    } else if parent_runtime < 950000 {
+        let msg = refused(&c, "rtbudget", ann(&[("cpu-rt-runtime", "950000")]));
+        assert!(msg.contains(&format!("{key}cpu real-time runtime 950000 is more than the parent cgroup /docker has left")), "{msg}");
+        assert!(!msg.contains("invalid argument: unknown"), "refused before runc: {msg}");
+    } else {
+        sh(&c, D, "rtok", ann(&[("cpu-rt-runtime", "950000")]), "true");
     }
 }

@@ -53,17 +53,20 @@ pub struct SecurityOpts {
 pub fn parse_security_opts(opts: &[String]) -> Result<SecurityOpts, String> {
     let mut out = SecurityOpts::default();
     for opt in opts {
-        // CLI (SO-2): only `no-new-privileges` may be bare; empty values are rejected.
+        // CLI (SO-2): only `no-new-privileges` may be bare; empty values are rejected. The
+        // daemon (SO-1) also takes a bare `writable-cgroups`, and so does the annotation grammar
+        // (`writable-cgroups[=bool]`), as API clients and nerdctl can send it.
         let (mut k, mut v, mut ok) = match opt.split_once('=') {
             Some((k, v)) => (k, v, true),
             None => (opt.as_str(), "", false),
         };
-        if !ok && k != "no-new-privileges" {
+        let bare_ok = |k: &str| k == "no-new-privileges" || k == "writable-cgroups";
+        if !ok && !bare_ok(k) {
             if let Some((k2, v2)) = opt.split_once(':') {
                 (k, v, ok) = (k2, v2, true);
             }
         }
-        if (!ok || v.is_empty()) && k != "no-new-privileges" {
+        if (!ok && !bare_ok(k)) || (ok && v.is_empty() && k != "no-new-privileges") {
             return Err(format!("invalid --security-opt: {}", go_quote(opt)));
         }
         if opt == "systempaths=unconfined" {
@@ -180,6 +183,10 @@ mod tests {
         assert_eq!(parse_security_opts(&["no-new-privileges=maybe".into()]).unwrap_err(), "invalid --security-opt 2: \"no-new-privileges=maybe\"");
         let o = parse_security_opts(&["seccomp={\"defaultAction\":\"SCMP_ACT_ALLOW\"}".into()]).unwrap();
         assert!(matches!(o.seccomp, Some(SeccompChoice::Inline(_))));
+        // SO-1 (issue 11 item 10): the daemon's bare form of writable-cgroups, as the grammar says
+        let o = parse_security_opts(&["writable-cgroups".into()]).unwrap();
+        assert_eq!(o.writable_cgroups, Some(true));
+        assert_eq!(parse_security_opts(&["writable-cgroups=".into()]).unwrap_err(), "invalid --security-opt: \"writable-cgroups=\"");
     }
     #[test]
     fn cp_2_normalize_and_cp_3_tweak() {

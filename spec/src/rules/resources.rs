@@ -61,6 +61,9 @@ struct Plan {
     drop_ctr_shares: bool,
 }
 
+/// A new cgroup's `cpu.rt_period_us` (the kernel's `sched_rt_period_us` default).
+const DEFAULT_RT_PERIOD: i64 = 1_000_000;
+
 /// The `cpu.shares` `ctr run` writes when `--cpu-shares` is not given.
 const CTR_DEFAULT_SHARES: i64 = 1024;
 
@@ -163,6 +166,9 @@ impl Ctx<'_> {
             if rt_p != 0 && rt_r > rt_p {
                 return Err(e("cpu-rt-runtime", "cpu real-time runtime cannot be higher than cpu real-time period"));
             }
+            if rt_r > 0 {
+                self.check_rt_budget(rt_p, rt_r)?;
+            }
         }
         let cpu_req = s.nano_cpus.is_some() || s.cpu_shares.is_some() || s.cpu_period.is_some() || s.cpu_quota.is_some() || s.cpuset_cpus.is_some() || s.cpuset_mems.is_some() || rt_p != 0 || rt_r != 0;
         if cpu_req {
@@ -199,6 +205,32 @@ impl Ctx<'_> {
             plan.block_io = Some(blkio_weight.filter(|w| *w != 0));
         }
         Ok(plan)
+    }
+
+    /// CG-5: the kernel grants a cgroup's real-time runtime only out of its parent's (moby's
+    /// docs: "the sum of all runtimes across containers cannot exceed the amount allotted to the
+    /// parent cgroup"); checked here so that the error names the annotation and the numbers
+    /// instead of runc's bare "invalid argument".
+    fn check_rt_budget(&self, rt_p: i64, rt_r: i64) -> Result<(), SpecError> {
+        let path = self.doc.cgroups_path().to_string();
+        let Some(b) = self.host.cpu_rt_budget(&path).map_err(|e| Self::host_err("CG-5", e))? else { return Ok(()) };
+        if b.runtime < 0 {
+            return Ok(()); // unlimited
+        }
+        // The kernel's to_ratio(): runtime/period in 2^-20 units.
+        let ratio = |p: i64, r: i64| if p > 0 && r > 0 { ((r as u128) << 20) / p as u128 } else { 0 };
+        let period = if rt_p > 0 { rt_p } else { DEFAULT_RT_PERIOD };
+        let used: u128 = b.children.iter().map(|(p, r)| ratio(*p, *r)).sum();
+        let left = ratio(b.period, b.runtime).saturating_sub(used);
+        if ratio(period, rt_r) > left {
+            let parent = std::path::Path::new(&path).parent().map_or(String::from("/"), |p| p.display().to_string());
+            let left_us = ((left * period as u128 + (1 << 19)) >> 20) as i64; // rounded to the µs
+            return Err(SpecError::annotation(
+                self.s.key("cpu-rt-runtime"),
+                format!("cpu real-time runtime {rt_r} is more than the parent cgroup {parent} has left ({left_us}µs per {period}µs): the sum of all runtimes across containers cannot exceed the amount allotted to the parent cgroup (Docker's daemon sets it with --cpu-rt-runtime)"),
+            ));
+        }
+        Ok(())
     }
 
     /// Write the plan, merged into the existing object (CG-9).
