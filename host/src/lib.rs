@@ -11,8 +11,9 @@ pub mod realhost;
 pub use dockerish_spec::{DaemonConfig, Filled, HostAction, HostError};
 pub use realhost::RealHost;
 
+use dockerish_spec::annotations;
 use dockerish_spec::oci::Doc;
-use dockerish_spec::{Inputs, SpecError};
+use dockerish_spec::{Inputs, SpecError, Value};
 use std::path::{Path, PathBuf};
 
 /// The spec containerd wrote (kept by [`commit`]).
@@ -42,6 +43,31 @@ pub fn prepare(bundle: &Path, id: &str, namespace: &str, config: &DaemonConfig, 
     let mut host = RealHost::new(bundle, &rootfs, runc_binary);
     host.set_scope(id, &config.annotation_prefix, spec.annotation(dockerish_spec::annotations::CRI_SANDBOX_ID));
     dockerish_spec::fill(spec.0, &Inputs { id, namespace, config }, &host).map_err(HostError::from)
+}
+
+/// US-1/US-2 for an exec process (Docker resolves exec users as container users): when the
+/// client chose the exec's user (`ctr task exec --user`), its additional gids become the primary
+/// gid, the user's groups from the container's own `/etc/group`, and the container's
+/// `group-add` gids. The shim calls this at Exec with the process spec it received (after the
+/// container's filled process fields were carried over); it reads the bundle's specs and the
+/// rootfs (blocking: call it off the async runtime). Returns whether the process changed.
+pub fn resolve_exec_user(bundle: &Path, namespace: &str, config: &DaemonConfig, process: &mut Value) -> Result<bool, HostError> {
+    let read = |p: PathBuf| -> Result<Doc, HostError> {
+        let b = std::fs::read(&p).map_err(|e| HostError::io("read", path_str(&p), e))?;
+        serde_json::from_slice(&b).map(Doc).map_err(|e| HostError::Invalid { path: path_str(&p), msg: format!("invalid JSON: {e}") })
+    };
+    let filled = read(bundle.join(SPEC))?;
+    let orig = if fsutil::exists_nofollow(&bundle.join(ORIG_SPEC)) { read(bundle.join(ORIG_SPEC))? } else { filled.clone() };
+    let (uid, gid, _) = orig.user();
+    let root = filled.root_path().unwrap_or("rootfs");
+    let rootfs = if Path::new(root).is_absolute() { PathBuf::from(root) } else { bundle.join(root) };
+    let text = |p: &str| -> Result<Option<String>, HostError> { Ok(fsutil::read_in_root(&rootfs, p)?.map(|b| String::from_utf8_lossy(&b).into_owned())) };
+    let (passwd, group) = (text("/etc/passwd")?, text("/etc/group")?);
+    // The container's settings were accepted at Create; what they say about group-add holds.
+    let origin = annotations::detect_origin(filled.annotations(), namespace, config);
+    let settings = annotations::collect(filled.annotations(), origin, config).unwrap_or_default();
+    let group_add = settings.group_add.map(|ga| dockerish_spec::passwd::additional_groups(&ga, group.as_deref()).unwrap_or_default()).unwrap_or_default();
+    Ok(dockerish_spec::exec_user_groups(process, (uid, gid), passwd.as_deref(), group.as_deref(), &group_add))
 }
 
 /// Keep the original spec as `config.json.orig` (only the first time) and write the filled

@@ -419,3 +419,22 @@ fn name_1_containers_named_scans_the_namespace() {
     assert!(h.containers_named("none").unwrap().is_empty());
     assert!(h.containers_named("api").unwrap().is_empty());
 }
+
+/// US-2 at exec (issue 11 item 10): the exec's user chosen by the client gets its groups from
+/// the container's rootfs and the container's group-add; the container's own user is left alone.
+#[test]
+fn us_2_resolve_exec_user_from_the_bundle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = fixture("ctr_default");
+    spec["annotations"] = json!({"io.containerd.dockerish/group-add": "extra"});
+    let b = bundle(tmp.path(), "c", &spec);
+    fs::write(b.join("rootfs/etc/passwd"), "root:x:0:0::/root:/bin/sh\ntester:x:1000:1000::/:/bin/sh\n").unwrap();
+    fs::write(b.join("rootfs/etc/group"), "root:x:0:\ntestgrp:x:2000:tester\nextra:x:3000:\n").unwrap();
+    let cfg = DaemonConfig::default();
+    let mut p = json!({"args": ["id"], "user": {"uid": 1000, "gid": 1000, "additionalGids": [0]}});
+    assert!(resolve_exec_user(&b, "default", &cfg, &mut p).unwrap());
+    assert_eq!(p["user"]["additionalGids"], json!([1000, 2000, 3000]));
+    let mut p = json!({"args": ["id"], "user": {"uid": 0, "gid": 0}});
+    assert!(!resolve_exec_user(&b, "default", &cfg, &mut p).unwrap());
+    assert_eq!(p["user"], json!({"uid": 0, "gid": 0}));
+}

@@ -22,6 +22,7 @@ pub mod testing;
 pub use config::{AnnotationPolicy, CgroupDriver, DaemonConfig, Origin, Policy, SystemdCgroup, CONFIG_KEYS};
 pub use error::{HostError, SpecError};
 pub use mountinfo::{parse_mountinfo, MountInfo};
+pub use rules::exec_user_groups;
 pub use serde_json::Value;
 
 /// What `fill` needs besides the spec.

@@ -30,6 +30,7 @@ use crate::{Applied, Filled, Host, HostAction, Inputs, SiblingTask};
 use serde_json::Value;
 
 pub(crate) use files::ETC_FILES;
+pub use user::exec_user_groups;
 
 /// Every rule group: (file, rule ids it implements), in application order.
 pub(crate) const GROUPS: &[(&str, &[&str])] = &[

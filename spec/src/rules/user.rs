@@ -4,7 +4,9 @@
 
 use super::Ctx;
 use crate::error::SpecError;
+use crate::oci::key;
 use crate::passwd;
+use serde_json::Value;
 
 pub(crate) const IDS: &[&str] = &["US-1", "US-2", "US-3"];
 
@@ -54,5 +56,64 @@ impl Ctx<'_> {
             self.note("US-1", format!("user {uid}:{gid} additionalGids {}", serde_json::Value::from(gids.clone())));
         }
         Ok(())
+    }
+}
+
+/// US-1/US-2 for an exec (Docker's `getUser` at exec time). When the client chose the exec's
+/// user (its uid/gid differ from the container's original spec, e.g. `ctr task exec --user`),
+/// `additionalGids` becomes the primary gid, the user's groups in the container's `/etc/group`
+/// (when the uid has a passwd entry with that primary gid, i.e. no group was named), then the
+/// container's `group-add` gids. Returns whether the process changed.
+pub fn exec_user_groups(process: &mut Value, container_user: (i64, i64), passwd_text: Option<&str>, group_text: Option<&str>, group_add: &[i64]) -> bool {
+    let Some(user) = process.get_mut(key::USER).and_then(Value::as_object_mut) else { return false };
+    let n = |k: &str| user.get(k).and_then(Value::as_i64).unwrap_or(0);
+    let (uid, gid) = (n(key::UID), n(key::GID));
+    if (uid, gid) == container_user {
+        return false;
+    }
+    let mut gids = vec![gid];
+    let entry = passwd::parse_passwd(passwd_text.unwrap_or("")).into_iter().find(|u| u.uid == uid);
+    if let Some(u) = entry.filter(|u| u.gid == gid) {
+        gids.extend(passwd::parse_group(group_text.unwrap_or("")).into_iter().filter(|g| g.members.iter().any(|m| *m == u.name)).map(|g| g.gid));
+    }
+    for g in group_add {
+        if !gids.contains(g) {
+            gids.push(*g);
+        }
+    }
+    let v = Value::from(gids);
+    if user.get(key::ADDITIONAL_GIDS) == Some(&v) {
+        return false;
+    }
+    user.insert(key::ADDITIONAL_GIDS.into(), v);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const PASSWD: &str = "root:x:0:0::/root:/bin/sh\ntester:x:1000:1000::/home/tester:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\ntester:x:1000:\ntestgrp:x:2000:tester\n";
+
+    /// US-2 at exec (issue 11 item 10).
+    #[test]
+    fn us_2_exec_user_groups() {
+        let mut p = json!({"args": ["sh"], "user": {"uid": 1000, "gid": 1000, "additionalGids": [0]}});
+        assert!(exec_user_groups(&mut p, (0, 0), Some(PASSWD), Some(GROUP), &[3000]));
+        assert_eq!(p["user"], json!({"uid": 1000, "gid": 1000, "additionalGids": [1000, 2000, 3000]}));
+        // a named group (gid differs from the passwd entry's): no supplementary groups
+        let mut p = json!({"user": {"uid": 1000, "gid": 2000}});
+        assert!(exec_user_groups(&mut p, (0, 0), Some(PASSWD), Some(GROUP), &[3000]));
+        assert_eq!(p["user"]["additionalGids"], json!([2000, 3000]));
+        // no passwd entry: only the primary gid
+        let mut p = json!({"user": {"uid": 4242, "gid": 0}});
+        exec_user_groups(&mut p, (0, 0), Some(PASSWD), Some(GROUP), &[]);
+        assert_eq!(p["user"]["additionalGids"], json!([0]));
+        // the container's own user: left as the client (and the container) had it
+        let mut p = json!({"user": {"uid": 0, "gid": 0, "additionalGids": [0, 10]}});
+        assert!(!exec_user_groups(&mut p, (0, 0), Some(PASSWD), Some(GROUP), &[3000]));
+        assert_eq!(p["user"]["additionalGids"], json!([0, 10]));
     }
 }
