@@ -66,6 +66,8 @@ struct Container {
     rootfs_mounted: bool,
     /// What the rules changed in the container's process, for its execs.
     delta: rules::ProcessDelta,
+    /// The daemon config the container was created with (exec users, US-2).
+    config: Arc<dockerish_spec::DaemonConfig>,
     /// Start may open runc's exec FIFO itself instead of running `runc start` (no poststart hooks).
     start_via_fifo: bool,
 }
@@ -331,6 +333,7 @@ impl Service {
             oom_task: None,
             rootfs_mounted,
             delta: filled.delta,
+            config: Arc::new(plan.config.clone()),
             start_via_fifo: !filled.poststart_hooks,
         };
         c.oom_task = self.watch_oom(&c);
@@ -643,6 +646,24 @@ impl Task for Service {
 
     async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
         let c = self.get(&req.id)?;
+        let spec = req.spec.as_ref().map(|a| a.value.clone()).unwrap_or_default();
+        let mut process = serde_json::from_slice::<serde_json::Value>(&spec)
+            .map_err(|e| status(Code::INVALID_ARGUMENT, format!("exec {:?}: process spec is not valid JSON: {e}", req.exec_id)))?;
+        let (bundle, config) = {
+            let c = c.lock().await;
+            c.delta.apply(&mut process);
+            (c.bundle.clone(), c.config.clone())
+        };
+        // US-2: an exec user the client chose gets its groups from the container's rootfs, as
+        // Docker's; file reads, so off the runtime thread and without the container lock.
+        let ns = self.namespace.clone();
+        let process = tokio::task::spawn_blocking(move || {
+            let mut p = process;
+            dockerish_host::resolve_exec_user(&bundle, &ns, &config, &mut p).map(|_| p)
+        })
+        .await
+        .map_err(|e| status(Code::INTERNAL, e.to_string()))?
+        .map_err(|e| status(Code::INTERNAL, format!("exec {:?}: {e}", req.exec_id)))?;
         let mut c = c.lock().await;
         if c.init.state.stopped().is_some() {
             return Err(status(Code::FAILED_PRECONDITION, format!("container {:?} is not running", req.id)));
@@ -650,10 +671,6 @@ impl Task for Service {
         if req.exec_id.is_empty() || c.execs.contains_key(&req.exec_id) {
             return Err(status(Code::ALREADY_EXISTS, format!("exec {:?} already exists", req.exec_id)));
         }
-        let spec = req.spec.as_ref().map(|a| a.value.clone()).unwrap_or_default();
-        let mut process = serde_json::from_slice::<serde_json::Value>(&spec)
-            .map_err(|e| status(Code::INVALID_ARGUMENT, format!("exec {:?}: process spec is not valid JSON: {e}", req.exec_id)))?;
-        c.delta.apply(&mut process);
         let spec = serde_json::to_vec(&process).map_err(|e| status(Code::INTERNAL, e.to_string()))?;
         let paths = StdioPaths { stdin: req.stdin.clone(), stdout: req.stdout.clone(), stderr: req.stderr.clone(), terminal: req.terminal };
         c.execs.insert(req.exec_id.clone(), Proc::new(State::Registered(Registered), paths, spec));

@@ -914,3 +914,23 @@ fn cg_5_cpu_rt_runtime_refused_with_dockers_error() {
         sh(&c, D, "rtok", ann(&[("cpu-rt-runtime", "950000")]), "true");
     }
 }
+
+/// US-1/US-2 for execs (issue 11 item 10): `ctr task exec --user 1000` runs with the user's
+/// supplementary groups from the container's /etc/group (tester is in testgrp, 2000) and the
+/// container's `group-add` groups, as Docker resolves exec users; an exec that names a group
+/// gets no supplementary groups (US-1).
+#[test]
+fn us_2_exec_user_gets_supplementary_groups() {
+    let c = Containerd::start();
+    let id = c.id("execgrp");
+    c.run(D, id, &["sleep", "100000"], ann_detached(&[("group-add", "3000")])).expect_ok();
+    let exec = |eid: &str, user: &str| c.ctr(&["task", "exec", "--exec-id", eid, "--user", user, id, "sh", "-c", "id -u; id -g; id -G"]).expect_ok().stdout;
+    let out = exec("u1", "1000");
+    assert_eq!(ids(&out), ("1000".into(), "1000".into(), ["1000", "2000", "3000"].iter().map(|s| s.to_string()).collect()), "{out}");
+    let out = exec("u2", "1000:2000");
+    assert_eq!(ids(&out), ("1000".into(), "2000".into(), ["2000", "3000"].iter().map(|s| s.to_string()).collect()), "{out}");
+    let out = c.ctr(&["task", "exec", "--exec-id", "u3", id, "id", "-G"]).expect_ok().stdout;
+    assert_eq!(out.split_whitespace().collect::<BTreeSet<_>>(), ["0", "3000"].into_iter().collect(), "no --user: the container's groups");
+    c.remove(id);
+    c.assert_no_leftovers(id);
+}
