@@ -1167,3 +1167,17 @@ fn cg_5_cpu_rt_runtime_checked_against_the_parent_budget() {
     h.rt_budget = None; // unknown (systemd driver, unreadable): left to runc
     assert!(run(with_ann(fixture("ctr_default"), &[("cpu-rt-runtime", "950000")]), &h).is_ok());
 }
+
+/// SY-1 (issue 11 item 11): a spec with its own user namespace (ctr --uidmap, containerd's
+/// TestUserNamespaces) gets no `ping_group_range`: the full range is not mapped there and the
+/// kernel refuses it; Docker skips it with user namespaces.
+#[test]
+fn sy_1_no_ping_group_range_in_a_user_namespace() {
+    let mut s = fixture("ctr_default");
+    s["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    s["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    s["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    let f = run(s, &FakeHost::default()).unwrap();
+    assert!(f.spec["linux"]["sysctl"].get("net.ipv4.ping_group_range").is_none(), "{}", f.spec["linux"]["sysctl"]);
+    assert_eq!(f.spec["linux"]["sysctl"]["net.ipv4.ip_unprivileged_port_start"], "0");
+}

@@ -934,3 +934,22 @@ fn us_2_exec_user_gets_supplementary_groups() {
     c.remove(id);
     c.assert_no_leftovers(id);
 }
+
+/// SY-1 with user namespaces (issue 11 item 11, containerd's TestUserNamespaces): a ctr
+/// container with uid/gid mappings starts (it failed at runc create writing ping_group_range)
+/// and runs as the mapped root; the Go shim runs it too.
+#[test]
+fn sy_1_user_namespace_container_starts() {
+    let c = Containerd::start();
+    let userns = RunOpts::rm().flag("--uidmap").flag("0:100000:65536").flag("--gidmap").flag("0:100000:65536");
+    let script = "id -u; cat /proc/self/uid_map; cat /proc/sys/net/ipv4/ip_unprivileged_port_start";
+    for (rt, base) in [(D, "userns"), (GO, "usernsgo")] {
+        let out = sh(&c, rt, base, userns.clone(), script);
+        let l: Vec<&str> = out.lines().collect();
+        assert_eq!(l[0], "0", "{}: {out}", rt.name());
+        assert_eq!(l[1].split_whitespace().collect::<Vec<_>>(), ["0", "100000", "65536"], "{}: {out}", rt.name());
+        if rt == D {
+            assert_eq!(l[2], "0", "SY-1 ip_unprivileged_port_start still set: {out}");
+        }
+    }
+}

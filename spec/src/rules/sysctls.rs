@@ -24,7 +24,10 @@ impl Ctx<'_> {
             return Ok(());
         }
         let mut add = Vec::new();
-        if !(self.userns_remap || self.host.in_user_namespace()) && self.host.sysctl_exists(PING_GROUP_RANGE) {
+        // Docker skips ping_group_range with a user namespace: the full range is not mapped
+        // there and the kernel refuses it (the producer's own user namespace counts too).
+        let userns = self.userns_remap || self.host.in_user_namespace() || self.doc.has_ns(ns::USER);
+        if !userns && self.host.sysctl_exists(PING_GROUP_RANGE) {
             add.push((PING_GROUP_RANGE, "0 2147483647"));
         }
         if self.host.sysctl_exists(UNPRIVILEGED_PORT_START) {
