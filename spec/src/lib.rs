@@ -1,4 +1,4 @@
-//! Docker's OCI spec rules (DOCKER-RULES.md), pure.
+//! Docker's OCI spec rules (docs/RULES.md), pure.
 //!
 //! `fill` takes the `config.json` a producer (ctr, nerdctl, CRI, dockerd) wrote and returns the
 //! spec dockerd would have produced for the same request, plus the list of rules applied. It never
@@ -54,7 +54,7 @@ pub struct Filled {
 /// One rule applied by `fill`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Applied {
-    /// Rule id from DOCKER-RULES §1, e.g. `"CG-1"`.
+    /// Rule id (docs/RULES.md), e.g. `CG-1`.
     pub rule: &'static str,
     /// What changed, for humans and logs.
     pub change: String,
@@ -248,9 +248,33 @@ pub trait Host {
 /// the bundle).
 pub const ETC_FILES: &[(&str, &str)] = rules::ETC_FILES;
 
-/// Every rule group of the rules crate: (file under `spec/src/rules/`, rule ids it implements),
-/// in application order. `docs/RULES.md` is checked against this table.
-pub const RULE_GROUPS: &[(&str, &[&str])] = rules::GROUPS;
+/// Every file of this crate that implements Docker rules, with the rule ids it implements
+/// (paths under `spec/src/`): the rule groups in application order, then the grammars and
+/// data. Each file lists its ids in its header and declares them in an `IDS` table; a unit test
+/// checks the files against the table, and `tests/tests/docs.rs` checks `docs/RULES.md`.
+pub const RULE_FILES: &[(&str, &[&str])] = &[
+    rules::GROUPS[0],
+    rules::GROUPS[1],
+    rules::GROUPS[2],
+    rules::GROUPS[3],
+    rules::GROUPS[4],
+    rules::GROUPS[5],
+    rules::GROUPS[6],
+    rules::GROUPS[7],
+    rules::GROUPS[8],
+    rules::GROUPS[9],
+    ("annotations/mod.rs", annotations::IDS),
+    ("config.rs", config::IDS),
+    ("parse/mod.rs", parse::IDS),
+    ("parse/limits.rs", parse::limits::IDS),
+    ("parse/devices.rs", parse::devices::IDS),
+    ("parse/mounts.rs", parse::mounts::IDS),
+    ("parse/network.rs", parse::network::IDS),
+    ("parse/security.rs", parse::security::IDS),
+    ("passwd.rs", passwd::IDS),
+    ("mountinfo.rs", mountinfo::IDS),
+    ("seccomp.rs", seccomp::IDS),
+];
 
 /// Fill `spec` the way dockerd would (see crate docs).
 pub fn fill(spec: Value, inputs: &Inputs, host: &dyn Host) -> Result<Filled, SpecError> {
@@ -261,4 +285,49 @@ pub fn fill(spec: Value, inputs: &Inputs, host: &dyn Host) -> Result<Filled, Spe
 pub fn is_systemd_cgroups_path(p: &str) -> bool {
     let parts: Vec<&str> = p.split(':').collect();
     parts.len() == 3 && (parts[0].is_empty() || parts[0].ends_with(".slice"))
+}
+
+#[cfg(test)]
+mod tests {
+    /// A string literal that is a rule id (`NS-10`, `NAME-1`).
+    fn is_id(lit: &str) -> bool {
+        lit.split_once('-').is_some_and(|(a, b)| !a.is_empty() && a.bytes().all(|c| c.is_ascii_uppercase()) && !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit()))
+    }
+
+    fn code_of(path: &std::path::Path) -> String {
+        let text = std::fs::read_to_string(path).expect("source file");
+        text.split("\n#[cfg(test)]").next().unwrap_or(&text).to_string()
+    }
+
+    /// Each file in `RULE_FILES` lists its ids in its header and names each in its code; every
+    /// rule id written as a string literal anywhere in the crate (a `note`, an error's `rule`)
+    /// is declared by its file. The table is what docs/RULES.md is checked against.
+    #[test]
+    fn rule_files_declare_exactly_the_ids_they_use() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        for (file, ids) in super::RULE_FILES {
+            let text = std::fs::read_to_string(src.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let header = text.lines().take_while(|l| l.starts_with("//!")).collect::<Vec<_>>().join("\n");
+            let code = code_of(&src.join(file));
+            for id in *ids {
+                assert!(header.contains(id), "{file}: header does not list {id}");
+                assert!(code.contains(id), "{file} declares {id} but never names it");
+            }
+        }
+        let mut stack = vec![src.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                let rel = p.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+                let declared: &[&str] = super::RULE_FILES.iter().find(|(f, _)| *f == rel).map_or(&[], |(_, ids)| ids);
+                for lit in code_of(&p).split('"').skip(1).step_by(2).filter(|l| is_id(l)) {
+                    assert!(declared.contains(&lit), "{rel} uses rule id {lit} but does not declare it (RULE_FILES)");
+                }
+            }
+        }
+    }
 }

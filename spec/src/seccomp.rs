@@ -1,4 +1,4 @@
-//! Seccomp (SC-1..SC-3): Docker's default profile and the profile → `linux.seccomp` conversion
+//! Seccomp: SC-3, Docker's default profile, and SC-2, the profile → `linux.seccomp` conversion
 //! of moby/profiles `setupSeccomp` (arch map, caps and kernel-version filtering).
 //!
 //! The default profile below is data from moby/profiles `seccomp/default.json`
@@ -11,6 +11,9 @@
 
 use crate::oci::key;
 use serde_json::{Map, Value};
+
+/// Rule ids implemented here (docs/RULES.md is checked against them).
+pub(crate) const IDS: &[&str] = &["SC-2", "SC-3"];
 
 /// Architecture map (profile `archMap`): native arch → libseccomp arches (main + sub-arches).
 const ARCH_MAP: &[(&str, &[&str])] = &[

@@ -1,6 +1,7 @@
 //! Producer detection (§0.4) and the per-container annotation schema (§2): every
 //! `<prefix><key>` annotation is parsed with Docker's CLI grammar into [`Settings`] *before*
-//! anything is changed (§2.5.1), then gated by `annotation-policy` (§2.5.3).
+//! anything is changed (§2.5.1), then gated by `annotation-policy` (§2.5.3). NS-9: the namespace
+//! modes Docker accepts; OOM-1: the oom-score-adj range.
 
 use crate::config::{AnnotationPolicy, DaemonConfig, Origin, Policy};
 use crate::error::SpecError;
@@ -10,6 +11,9 @@ use std::collections::BTreeMap;
 
 mod hostconfig;
 use hostconfig::hostconfig_pairs;
+
+/// Rule ids implemented here (docs/RULES.md is checked against them).
+pub(crate) const IDS: &[&str] = &["NS-9", "OOM-1"];
 
 /// CRI annotation keys (ECOSYSTEM §2.6).
 pub const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";

@@ -2,6 +2,9 @@
 
 use super::clean_path;
 
+/// Rule ids implemented here (docs/RULES.md is checked against them).
+pub(crate) const IDS: &[&str] = &["DV-4", "DV-5"];
+
 /// One `--device` value (DV-3/DV-4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceMapping {

@@ -2,6 +2,9 @@
 
 use super::parse_i64;
 
+/// Rule ids implemented here (docs/RULES.md is checked against them).
+pub(crate) const IDS: &[&str] = &["RL-2"];
+
 /// Ulimit names Docker accepts (RL-2; no `as`).
 pub const ULIMIT_NAMES: &[&str] = &[
     "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",

@@ -2,20 +2,24 @@
 //! "C" rules). Every function takes a `&str` and returns a typed value or Docker's error text, so
 //! each one can be a fuzz target. Nothing here panics on any input.
 //!
-//! This file holds the shared grammars (§2.2: bool, int, size, list, map, paths, CPU counts);
+//! This file holds the shared grammars (§2.2: bool, int, size, list, map, paths, CPU counts:
+//! CPU-1's `cpus`);
 //! the per-flag ones are in the submodules, re-exported here.
 
-mod devices;
-mod limits;
-mod mounts;
-mod network;
-mod security;
+pub(crate) mod devices;
+pub(crate) mod limits;
+pub(crate) mod mounts;
+pub(crate) mod network;
+pub(crate) mod security;
 
 pub use devices::*;
 pub use limits::*;
 pub use mounts::*;
 pub use network::*;
 pub use security::*;
+
+/// Rule ids implemented here (docs/RULES.md is checked against them).
+pub(crate) const IDS: &[&str] = &["CPU-1"];
 
 /// Go `strconv.ParseBool` (§2.2 "bool").
 pub fn parse_bool(s: &str) -> Result<bool, String> {

@@ -2,6 +2,9 @@
 
 use super::{clean_path, go_quote};
 
+/// Rule ids implemented here (docs/RULES.md is checked against them).
+pub(crate) const IDS: &[&str] = &["MT-4", "MT-5"];
+
 /// Tmpfs data keys moby/sys/mount accepts (`validFlags`).
 const TMPFS_DATA_KEYS: &[&str] = &["size", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "mpol"];
 

@@ -4,6 +4,9 @@
 use super::go_quote;
 use std::net::IpAddr;
 
+/// Rule ids implemented here (docs/RULES.md is checked against them).
+pub(crate) const IDS: &[&str] = &["GEN-3", "NAME-1", "MT-13"];
+
 /// The kernel's `HOST_NAME_MAX`: Docker refuses longer hostnames (GEN-3).
 pub const HOSTNAME_MAX: usize = 64;
 

@@ -1,7 +1,10 @@
-//! `--sysctl` (SY-4), `--security-opt` (SO-1, SO-2), `--cap-add`/`--cap-drop` (CP-1, CP-2,
-//! CP-3).
+//! `--sysctl` (SY-4), `--security-opt` (SO-1, SO-2; SC-4: an inline profile is what the CLI
+//! sends), `--cap-add`/`--cap-drop` (CP-1 list, CP-2 names, CP-3 tweak).
 
 use super::{go_quote, parse_bool};
+
+/// Rule ids implemented here (docs/RULES.md is checked against them).
+pub(crate) const IDS: &[&str] = &["SY-4", "SO-1", "SO-2", "SC-4", "CP-2"];
 
 /// Sysctls the Docker CLI allows (SY-4).
 const SYSCTL_ALLOWED: &[&str] = &[

@@ -3,18 +3,19 @@
 //! depth), MT-4 (`tmpfs`), MT-6 (binds get `rprivate` unless a propagation is given), MT-7 (bind propagation needs a matching source mount), MT-8 (`rro`),
 //! MT-9 (locked flags in a user namespace), MT-11 (cgroup mount read-write), MT-12 (duplicate
 //! mount points), IPC-2 (private: size), IPC-3 (none), IPC-4 (shareable tmpfs), IPC-5
-//! (`container:`), IPC-6 (host), IPC-8 (a user `/dev/shm` wins): the `/dev/shm` side, RO-1
+//! (`container:`), IPC-6 (host), IPC-8 (a user `/dev/shm` wins): the `/dev/shm` side, with
+//! IPC-1's size (the annotation, else `default-shm-size`); RO-1
 //! (read-only rootfs), PV-1 (privileged: `/sys` read-write).
 
 use super::process::INIT_DEST;
 use super::Ctx;
 use crate::error::SpecError;
-use crate::mountinfo;
+use crate::mountinfo::{self, MountInfo};
 use crate::oci::Mount;
 use crate::parse;
 use crate::{Applied, HostAction};
 
-pub(crate) const IDS: &[&str] = &["MT-1", "MT-2", "MT-3", "MT-4", "MT-6", "MT-7", "MT-8", "MT-9", "MT-11", "MT-12", "IPC-2", "IPC-3", "IPC-4", "IPC-5", "IPC-6", "IPC-8", "RO-1", "PV-1"];
+pub(crate) const IDS: &[&str] = &["MT-1", "MT-2", "MT-3", "MT-4", "MT-6", "MT-7", "MT-8", "MT-9", "MT-11", "MT-12", "IPC-1", "IPC-2", "IPC-3", "IPC-4", "IPC-5", "IPC-6", "IPC-8", "RO-1", "PV-1"];
 
 const SHM: &str = "/dev/shm";
 
@@ -47,6 +48,14 @@ fn replace_shm(mounts: &mut Vec<Mount>, new: Mount) -> bool {
 }
 
 impl Ctx<'_> {
+    /// `/proc/self/mountinfo`, read once per fill (MT-7, MT-9, IPC-6).
+    fn get_mountinfo(&mut self) -> Result<&[MountInfo], SpecError> {
+        if self.mountinfo.is_none() {
+            self.mountinfo = Some(self.host.mountinfo().map_err(|e| Self::host_err("MT-7", e))?);
+        }
+        Ok(self.mountinfo.as_deref().unwrap_or(&[]))
+    }
+
     pub(crate) fn mounts(&mut self) -> Result<(), SpecError> {
         let mut mounts = self.doc.mounts();
         let before = mounts.clone();

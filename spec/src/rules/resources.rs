@@ -4,8 +4,8 @@
 //!
 //! [`Ctx::resource_plan`] validates the annotations and applies Docker's create-time defaults
 //! (`adaptContainerSettings`, `verifyPlatformContainerResources`) into a [`Plan`]; [`Ctx::emit`]
-//! only writes the plan, merged into the producer's `linux.resources` (CG-9: the producer may
-//! have set more).
+//! only writes the plan, merged into the producer's `linux.resources` (CG-9: merged, not
+//! replaced, because the producer may have set more).
 
 use super::Ctx;
 use crate::config::Origin;
@@ -14,7 +14,7 @@ use crate::oci::{key, obj_in};
 use crate::parse;
 use serde_json::{Map, Value};
 
-pub(crate) const IDS: &[&str] = &["CG-4", "CG-5", "CG-6", "CG-7", "CPU-1", "PID-1"];
+pub(crate) const IDS: &[&str] = &["CG-4", "CG-5", "CG-6", "CG-7", "CG-9", "CPU-1", "PID-1"];
 
 /// Docker's minimum memory limit and reservation (6 MiB).
 const MIN_MEMORY: i64 = 6291456;
