@@ -957,3 +957,33 @@ fn sy_1_user_namespace_container_starts() {
         }
     }
 }
+
+/// The claim file of a container name (host/src/claims.rs layout, `CLAIMS_DIR`: the scope is
+/// the namespace directory of the bundles).
+fn name_claim(c: &Containerd, name: &str) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let hex = |b: &[u8]| Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let ns_dir = std::fs::canonicalize(c.bundle(&c.ns, "x").parent().unwrap()).unwrap();
+    Path::new("/run/containerd-shim-dockerish/claims").join(format!("ns-{}", hex(ns_dir.as_os_str().as_encoded_bytes()))).join("name").join(hex(name.as_bytes()))
+}
+
+/// NAME-1 and MT-13 undo: the name claim and the files are host actions, undone by `shim
+/// delete` when the shim was SIGKILLed; the name is then free again.
+#[test]
+fn name_1_claim_released_by_shim_delete_after_a_crash() {
+    let c = Containerd::start();
+    let name = format!("crash-{}", c.ns);
+    let id = c.id("claimcrash");
+    c.run(D, id, &["sleep", "100000"], ann_detached(&[("name", &name)])).expect_ok();
+    let claim = name_claim(&c, &name);
+    assert!(claim.is_file(), "claim {} while the container runs", claim.display());
+    let bundle = c.bundle(&c.ns, id);
+    assert!(bundle.join("hosts").is_file());
+    procs::kill(c.shim_pid(id).expect("shim"), libc::SIGKILL);
+    assert!(dockerish_tests::wait_until(std::time::Duration::from_secs(20), || !claim.exists()), "claim {} left after shim delete", claim.display());
+    let _ = c.ctr(&["task", "rm", "-f", id]);
+    let _ = c.ctr(&["container", "rm", id]);
+    c.assert_no_leftovers(id);
+    sh(&c, D, "claimagain", ann(&[("name", &name)]), "true");
+    assert!(!claim.exists(), "claim left after ctr run --rm");
+}
