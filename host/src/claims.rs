@@ -78,7 +78,8 @@ pub fn claim(root: &Path, bundle: &Path, scope: ClaimScope, class: &str, key: &s
 /// is never removed, so two claimers can never hold locks on two different files.
 fn lock_root(root: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, HostError> {
     let p = root.join(".lock");
-    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&p).map_err(|e| HostError::io("open", path_str(&p), e))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&p).map_err(|e| HostError::io("open", path_str(&p), e))?;
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| HostError::io("flock", path_str(&p), e.into()))
 }
 

@@ -412,7 +412,7 @@ mod tests {
     /// rule, as libseccomp evaluates them: any matching allow rule allows).
     fn socket_allowed(profile: &Value, family: u64) -> bool {
         profile["syscalls"].as_array().unwrap().iter().filter(|r| r["names"].as_array().unwrap().iter().any(|n| n == "socket") && r["action"] == "SCMP_ACT_ALLOW").any(|r| {
-            r.get("args").and_then(Value::as_array).map_or(true, |args| {
+            r.get("args").and_then(Value::as_array).is_none_or(|args| {
                 args.iter().all(|a| {
                     assert_eq!(a["index"], 0, "socket rules compare the family");
                     let v = a["value"].as_u64().unwrap();

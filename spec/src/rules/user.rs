@@ -74,7 +74,7 @@ pub fn exec_user_groups(process: &mut Value, container_user: (i64, i64), passwd_
     let mut gids = vec![gid];
     let entry = passwd::parse_passwd(passwd_text.unwrap_or("")).into_iter().find(|u| u.uid == uid);
     if let Some(u) = entry.filter(|u| u.gid == gid) {
-        gids.extend(passwd::parse_group(group_text.unwrap_or("")).into_iter().filter(|g| g.members.iter().any(|m| *m == u.name)).map(|g| g.gid));
+        gids.extend(passwd::parse_group(group_text.unwrap_or("")).into_iter().filter(|g| g.members.contains(&u.name)).map(|g| g.gid));
     }
     for g in group_add {
         if !gids.contains(g) {
