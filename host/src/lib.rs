@@ -123,10 +123,7 @@ pub fn undo_actions(bundle: &Path, actions: &[HostAction]) -> Result<(), HostErr
         }
         let r = match a {
             HostAction::ShmTmpfs { path, .. } => fsutil::unmount_and_remove(Path::new(path)),
-            HostAction::EtcFile { path, .. } => match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(HostError::io("remove", path.clone(), e)),
-                _ => Ok(()),
-            },
+            HostAction::EtcFile { path, .. } => fsutil::remove_etc_file(Path::new(path)),
             HostAction::Claim { scope, class, key } => claims::release(Path::new(claims::CLAIMS_DIR), bundle, *scope, class, key),
         };
         if let Err(e) = r {
@@ -169,7 +166,8 @@ fn validate_action(bundle: &Path, a: &HostAction) -> Result<(), HostError> {
         HostAction::EtcFile { path, .. } => {
             let p = Path::new(path);
             let named = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| dockerish_spec::ETC_FILES.iter().any(|(_, f)| *f == n));
-            let in_bundle = p.parent().is_some_and(|d| d == bundle || std::fs::canonicalize(d).ok() == std::fs::canonicalize(bundle).ok());
+            let dir = bundle.join(dockerish_spec::ETC_FILES_DIR);
+            let in_bundle = p.parent().is_some_and(|d| d == dir || (std::fs::canonicalize(d).is_ok() && std::fs::canonicalize(d).ok() == std::fs::canonicalize(&dir).ok()));
             if named && in_bundle {
                 Ok(())
             } else {

@@ -203,20 +203,22 @@ fn mt_13_etc_files_written_owned_and_removed() {
     let root = unsafe { libc::geteuid() } == 0;
     let (uid, gid) = if root { (100000, 200000) } else { (0, 0) };
     let acts = vec![
-        HostAction::EtcFile { path: b.join("hosts").display().to_string(), content: "127.0.0.1\tlocalhost\n".into(), uid, gid },
-        HostAction::EtcFile { path: b.join("resolv.conf").display().to_string(), content: "nameserver 8.8.8.8\n".into(), uid, gid },
+        HostAction::EtcFile { path: b.join("etc/hosts").display().to_string(), content: "127.0.0.1\tlocalhost\n".into(), uid, gid },
+        HostAction::EtcFile { path: b.join("etc/resolv.conf").display().to_string(), content: "nameserver 8.8.8.8\n".into(), uid, gid },
     ];
     if root {
         apply_actions(&b, &acts).unwrap();
-        let md = fs::metadata(b.join("hosts")).unwrap();
+        let md = fs::metadata(b.join("etc/hosts")).unwrap();
         assert_eq!((md.mode() & 0o7777, md.uid(), md.gid()), (0o644, uid, gid));
-        assert_eq!(fs::read_to_string(b.join("resolv.conf")).unwrap(), "nameserver 8.8.8.8\n");
+        assert_eq!(fs::metadata(b.join("etc")).unwrap().mode() & 0o7777, 0o711);
+        assert_eq!(fs::read_to_string(b.join("etc/resolv.conf")).unwrap(), "nameserver 8.8.8.8\n");
         undo_actions_from_bundle(&b).unwrap();
-        assert!(!b.join("hosts").exists() && !b.join("resolv.conf").exists() && !b.join(ACTIONS_FILE).exists());
+        assert!(!b.join("etc").exists() && !b.join(ACTIONS_FILE).exists());
     }
     let outside = tmp.path().join("victim");
     fs::write(&outside, "x").unwrap();
-    for bad in [HostAction::EtcFile { path: outside.display().to_string(), content: String::new(), uid: 0, gid: 0 }, HostAction::EtcFile { path: b.join("config.json").display().to_string(), content: String::new(), uid: 0, gid: 0 }] {
+    let bads = [outside.clone(), b.join("config.json"), b.join("etc/passwd"), b.join("hosts")];
+    for bad in bads.iter().map(|p| HostAction::EtcFile { path: p.display().to_string(), content: String::new(), uid: 0, gid: 0 }) {
         assert!(apply_actions(&b, std::slice::from_ref(&bad)).unwrap_err().to_string().contains("refused"), "{bad:?}");
         undo_actions(&b, &[bad]).unwrap();
     }

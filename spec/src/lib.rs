@@ -69,8 +69,8 @@ pub enum HostAction {
     /// at delete.
     ShmTmpfs { path: String, size: i64 },
     /// MT-13: a file Docker writes for the container (`hostname`, `hosts`, `resolv.conf`), at
-    /// `path` in the bundle, mode 0644, owned by the container's root (`uid`/`gid` on the host),
-    /// bind-mounted by the spec; removed at delete.
+    /// `path` in the bundle's [`ETC_FILES_DIR`], mode 0644, owned by the container's root
+    /// (`uid`/`gid` on the host), bind-mounted by the spec; removed at delete.
     EtcFile { path: String, content: String, uid: u32, gid: u32 },
     /// NAME-1: a key only one container of `scope` may hold (`class` `name`: a container name),
     /// claimed race-free before `runc create` (two creates racing for it cannot both win) and
@@ -245,8 +245,12 @@ pub trait Host {
 }
 
 /// MT-13: the files Docker writes for a container: (destination in the container, file name in
-/// the bundle).
+/// [`ETC_FILES_DIR`]).
 pub const ETC_FILES: &[(&str, &str)] = rules::ETC_FILES;
+
+/// MT-13: the bundle subdirectory the files are written in (mode 0711: they are 0644 so that
+/// every user of the container can read them, unlike the shim's private files in the bundle).
+pub const ETC_FILES_DIR: &str = rules::ETC_FILES_DIR;
 
 /// Every file of this crate that implements Docker rules, with the rule ids it implements
 /// (paths under `spec/src/`): the rule groups in application order, then the grammars and

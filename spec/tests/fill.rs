@@ -1034,7 +1034,7 @@ fn mt_13_hosts_file() {
 fn mt_13_bind_mounts_and_producers_files_left_alone() {
     let f = ctr(&[]);
     let bundle = FakeHost::default().bundle;
-    assert_eq!(mount(&f.spec, "/etc/hosts").unwrap(), &json!({"destination": "/etc/hosts", "type": "bind", "source": format!("{bundle}/hosts"), "options": ["rbind", "rprivate"]}));
+    assert_eq!(mount(&f.spec, "/etc/hosts").unwrap(), &json!({"destination": "/etc/hosts", "type": "bind", "source": format!("{bundle}/etc/hosts"), "options": ["rbind", "rprivate"]}));
     let f = ctr(&[("read-only", "true")]);
     assert_eq!(mount(&f.spec, "/etc/resolv.conf").unwrap()["options"], json!(["rbind", "rro", "rprivate"]));
     let mut s = fixture("ctr_default");

@@ -681,6 +681,8 @@ fn gen_3_mt_13_hostname_and_the_files_docker_writes() {
     }
     let go = sh(&c, GO, "filesgo", RunOpts::rm(), "cat /etc/hostname");
     assert_eq!(go, "busybox\n", "runc.v2: the image's /etc/hostname");
+    let user = sh(&c, D, "filesuser", ann(&[("user", "tester")]), "id -u; cat /etc/hostname /etc/hosts /etc/resolv.conf >/dev/null && echo readable");
+    assert_eq!(user, "1000\nreadable\n", "a non-root user reads the files");
 
     let out = sh(
         &c,
@@ -978,7 +980,7 @@ fn name_1_claim_released_by_shim_delete_after_a_crash() {
     let claim = name_claim(&c, &name);
     assert!(claim.is_file(), "claim {} while the container runs", claim.display());
     let bundle = c.bundle(&c.ns, id);
-    assert!(bundle.join("hosts").is_file());
+    assert!(bundle.join("etc/hosts").is_file());
     procs::kill(c.shim_pid(id).expect("shim"), libc::SIGKILL);
     assert!(dockerish_tests::wait_until(std::time::Duration::from_secs(20), || !claim.exists()), "claim {} left after shim delete", claim.display());
     let _ = c.ctr(&["task", "rm", "-f", id]);

@@ -32,8 +32,12 @@ const DEFAULT_NAMESERVERS: &[&str] = &["8.8.8.8", "8.8.4.4"];
 /// systemd-resolved's stub listener: useless inside another network namespace.
 const RESOLVED_STUB: &str = "127.0.0.53";
 
-/// The files: (destination in the container, file name in the bundle).
+/// The files: (destination in the container, file name in [`ETC_FILES_DIR`]).
 pub(crate) const ETC_FILES: &[(&str, &str)] = &[("/etc/hostname", "hostname"), ("/etc/hosts", "hosts"), ("/etc/resolv.conf", "resolv.conf")];
+
+/// The bundle subdirectory holding them: every user of the container must read them (0644),
+/// while the bundle's own files are the shim's private state (0600).
+pub(crate) const ETC_FILES_DIR: &str = "etc";
 
 /// The nameserver address of a `nameserver <ip>` line.
 fn nameserver(line: &str) -> Option<IpAddr> {
@@ -240,7 +244,7 @@ impl Ctx<'_> {
         let mut added = false;
         let mut changed = false;
         for (dest, name) in ETC_FILES {
-            let ours = crate::parse::join_path(&bundle, name);
+            let ours = crate::parse::join_path(&bundle, &format!("{ETC_FILES_DIR}/{name}"));
             if let Some(i) = mounts.iter().position(|m| m.destination() == *dest) {
                 if mounts[i].source() != ours {
                     // The producer provides its own (nerdctl, CRI, ctr --net-host, a user bind).

@@ -29,7 +29,7 @@ use crate::parse::go_quote;
 use crate::{Applied, Filled, Host, HostAction, Inputs, SiblingTask};
 use serde_json::Value;
 
-pub(crate) use files::ETC_FILES;
+pub(crate) use files::{ETC_FILES, ETC_FILES_DIR};
 pub use user::exec_user_groups;
 
 /// Every rule group: (file under `src/`, rule ids it implements), in application order.
