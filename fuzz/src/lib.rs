@@ -94,7 +94,7 @@ pub fn annotations(data: &[u8]) {
                   "cgroupsPath": "/default/fz"}
     });
     let mut host = dockerish_spec::testing::FakeHost::default();
-    host.siblings.push(dockerish_spec::SiblingTask { id: "donor".into(), pid: 1, running: true, sandbox_id: None, shm_path: Some("/x/shm".into()) });
+    host.siblings.push(dockerish_spec::SiblingTask { id: "donor".into(), pid: 1, running: true, shm_path: Some("/x/shm".into()), ..Default::default() });
     host.rootfs.insert("/etc/passwd".into(), b"root:x:0:0::/root:/bin/sh\nu:x:1000:1000::/h:/bin/sh\n".to_vec());
     host.rootfs.insert("/etc/group".into(), b"root:x:0:\ng:x:2000:u\n".to_vec());
     let inputs = dockerish_spec::Inputs { id: "fz", namespace: "default", config: &cfg, runc_systemd_cgroup: None };

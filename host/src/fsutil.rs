@@ -54,6 +54,40 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), HostError> {
     result
 }
 
+/// MT-13: write one of the files Docker gives a container (`hosts`, `hostname`,
+/// `resolv.conf`): atomically, mode 0644, owned by the container's root so that a user-namespaced
+/// root can rewrite it as in Docker.
+pub(crate) fn write_etc_file(path: &Path, data: &[u8], uid: u32, gid: u32) -> Result<(), HostError> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        // 0711 like the bundle: runc (as the container's root, in a user namespace too) passes
+        // through, nobody lists it.
+        match std::fs::create_dir(dir) {
+            Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).map_err(|e| HostError::io("chmod", path_str(dir), e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(HostError::io("mkdir", path_str(dir), e)),
+        }
+    }
+    write_atomic(path, data)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(|e| HostError::io("chmod", path_str(path), e))?;
+    if uid != 0 || gid != 0 {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|e| HostError::io("chown", path_str(path), e))?;
+    }
+    Ok(())
+}
+
+/// Undo of [`write_etc_file`]: the file, then its directory once empty.
+pub(crate) fn remove_etc_file(path: &Path) -> Result<(), HostError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(HostError::io("remove", path_str(path), e)),
+        _ => {}
+    }
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::remove_dir(dir); // not empty yet: the other files' undo removes it
+    }
+    Ok(())
+}
+
 /// Maximum bytes read from the rootfs (moby: 10 MiB cap, one more byte to detect excess).
 pub(crate) const ROOTFS_READ_CAP: u64 = 10 * 1024 * 1024 + 1;
 

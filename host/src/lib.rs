@@ -4,12 +4,15 @@
 //! side effects, persisted in the bundle so `shim delete` can undo them after a crash), and
 //! [`load_config`].
 
+pub mod claims;
 mod fsutil;
 pub mod realhost;
 
 pub use dockerish_spec::{DaemonConfig, Filled, HostAction, HostError};
 pub use realhost::{FeaturesRunner, RealHost};
 
+use dockerish_spec::annotations;
+use dockerish_spec::oci::Doc;
 use dockerish_spec::{Inputs, SpecError, Value};
 use std::path::{Path, PathBuf};
 
@@ -56,15 +59,12 @@ pub fn fill_spec(
     runc_systemd_cgroup: Option<bool>,
     mut host: RealHost,
 ) -> Result<Filled, HostError> {
-    let root = spec.get("root").and_then(|r| r.get("path")).and_then(Value::as_str).unwrap_or("rootfs");
+    let spec = Doc(spec);
+    let root = spec.root_path().unwrap_or("rootfs");
     let rootfs = if Path::new(root).is_absolute() { PathBuf::from(root) } else { bundle.join(root) };
     host.set_rootfs(&rootfs);
-    host.set_scope(
-        id,
-        &config.annotation_prefix,
-        spec.get("annotations").and_then(|a| a.get(dockerish_spec::annotations::CRI_SANDBOX_ID)).and_then(Value::as_str),
-    );
-    dockerish_spec::fill(spec, &Inputs { id, namespace, config, runc_systemd_cgroup }, &host).map_err(HostError::from)
+    host.set_scope(id, &config.annotation_prefix, spec.annotation(dockerish_spec::annotations::CRI_SANDBOX_ID));
+    dockerish_spec::fill(spec.0, &Inputs { id, namespace, config, runc_systemd_cgroup }, &host).map_err(HostError::from)
 }
 
 /// Whether `/sys/fs/cgroup` is the unified (v2) hierarchy: the one probe host and shim use.
@@ -90,6 +90,43 @@ pub fn unmount_all(target: &Path, detach: bool) -> Result<(), HostError> {
         }
     }
     Err(HostError::Invalid { path: path_str(target), msg: "still mounted after 64 unmounts".into() })
+}
+
+/// What US-1/US-2 need at an exec from its container (Docker resolves exec users as container
+/// users), taken once at Create so that an exec re-reads no spec: the container's original user,
+/// its rootfs and its `group-add` setting.
+#[derive(Debug, Clone, Default)]
+pub struct ExecUsers {
+    container_user: (i64, i64),
+    rootfs: PathBuf,
+    group_add: Vec<String>,
+}
+
+impl ExecUsers {
+    /// `original`: the spec the client wrote; `filled`: what `fill` made of it.
+    pub fn new(bundle: &Path, original: &Value, filled: &Filled, config: &DaemonConfig) -> ExecUsers {
+        let (filled_doc, original_doc) = (Doc(filled.spec.clone()), Doc(original.clone()));
+        let (uid, gid, _) = original_doc.user();
+        let root = filled_doc.root_path().unwrap_or("rootfs");
+        let rootfs = if Path::new(root).is_absolute() { PathBuf::from(root) } else { bundle.join(root) };
+        // The container's settings were accepted by this Create; what they say about group-add holds.
+        let settings = annotations::collect(filled_doc.annotations(), filled.origin, config).unwrap_or_default();
+        ExecUsers { container_user: (uid, gid), rootfs, group_add: settings.group_add.unwrap_or_default() }
+    }
+
+    /// When the client chose the exec's user (`ctr task exec --user`), its additional gids
+    /// become the primary gid, the user's groups from the container's own `/etc/group`, and the
+    /// container's `group-add` gids. Reads the rootfs only in that case (blocking: call it off
+    /// the async runtime). Returns whether the process changed.
+    pub fn resolve(&self, process: &mut Value) -> Result<bool, HostError> {
+        if !dockerish_spec::exec_user_chosen(process, self.container_user) {
+            return Ok(false);
+        }
+        let text = |p: &str| -> Result<Option<String>, HostError> { Ok(fsutil::read_in_root(&self.rootfs, p)?.map(|b| String::from_utf8_lossy(&b).into_owned())) };
+        let (passwd, group) = (text("/etc/passwd")?, text("/etc/group")?);
+        let group_add = if self.group_add.is_empty() { Vec::new() } else { dockerish_spec::passwd::additional_groups(&self.group_add, group.as_deref()).unwrap_or_default() };
+        Ok(dockerish_spec::exec_user_groups(process, self.container_user, passwd.as_deref(), group.as_deref(), &group_add))
+    }
 }
 
 /// Keep the original spec as `config.json.orig` (only the first time) and write the filled
@@ -121,7 +158,7 @@ pub fn apply_actions(bundle: &Path, actions: &[HostAction]) -> Result<(), HostEr
         return Ok(());
     }
     for a in actions {
-        validate_action(a)?;
+        validate_action(bundle, a)?;
     }
     let file = bundle.join(ACTIONS_FILE);
     let data = serde_json::to_vec(actions).map_err(|e| HostError::Invalid { path: path_str(&file), msg: e.to_string() })?;
@@ -129,6 +166,8 @@ pub fn apply_actions(bundle: &Path, actions: &[HostAction]) -> Result<(), HostEr
     for a in actions {
         match a {
             HostAction::ShmTmpfs { path, size } => fsutil::mount_shm(Path::new(path), *size)?,
+            HostAction::EtcFile { path, content, uid, gid } => fsutil::write_etc_file(Path::new(path), content.as_bytes(), *uid, *gid)?,
+            HostAction::Claim { scope, class, key } => claims::claim(Path::new(claims::CLAIMS_DIR), bundle, *scope, class, key)?,
         }
     }
     Ok(())
@@ -138,11 +177,13 @@ pub fn apply_actions(bundle: &Path, actions: &[HostAction]) -> Result<(), HostEr
 pub fn undo_actions(bundle: &Path, actions: &[HostAction]) -> Result<(), HostError> {
     let mut first_err = None;
     for a in actions.iter().rev() {
-        if validate_action(a).is_err() {
+        if validate_action(bundle, a).is_err() {
             continue;
         }
         let r = match a {
             HostAction::ShmTmpfs { path, .. } => fsutil::unmount_and_remove(Path::new(path)),
+            HostAction::EtcFile { path, .. } => fsutil::remove_etc_file(Path::new(path)),
+            HostAction::Claim { scope, class, key } => claims::release(Path::new(claims::CLAIMS_DIR), bundle, *scope, class, key),
         };
         if let Err(e) = r {
             first_err.get_or_insert(e);
@@ -175,10 +216,23 @@ pub fn read_actions(bundle: &Path) -> Result<Vec<HostAction>, HostError> {
     }
 }
 
-/// Refuse action paths that could not have come from `fill` (relative, `..`, not a `shm` dir),
-/// so a tampered actions file cannot unmount arbitrary host paths.
-fn validate_action(a: &HostAction) -> Result<(), HostError> {
+/// Refuse action paths that could not have come from `fill` (relative, `..`, not a `shm` dir,
+/// an etc file outside the bundle), so a tampered actions file cannot unmount or remove
+/// arbitrary host paths.
+fn validate_action(bundle: &Path, a: &HostAction) -> Result<(), HostError> {
     match a {
+        HostAction::Claim { scope, class, key } => claims::claim_path(Path::new(claims::CLAIMS_DIR), bundle, *scope, class, key).map(|_| ()),
+        HostAction::EtcFile { path, .. } => {
+            let p = Path::new(path);
+            let named = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| dockerish_spec::ETC_FILES.iter().any(|(_, f)| *f == n));
+            let dir = bundle.join(dockerish_spec::ETC_FILES_DIR);
+            let in_bundle = p.parent().is_some_and(|d| d == dir || (std::fs::canonicalize(d).is_ok() && std::fs::canonicalize(d).ok() == std::fs::canonicalize(&dir).ok()));
+            if named && in_bundle {
+                Ok(())
+            } else {
+                Err(HostError::Refused { path: path.clone(), msg: "not a shim-owned file of this bundle".into() })
+            }
+        }
         HostAction::ShmTmpfs { path, size } => {
             let p = Path::new(path);
             let ok = p.is_absolute()

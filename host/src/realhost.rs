@@ -1,9 +1,10 @@
 //! [`RealHost`]: the `Host` trait answered from /proc, /sys, the bundle directory and runc.
 
 use crate::{fsutil, path_str};
-use dockerish_spec::annotations::{CRI_CONTAINER_NAME, CRI_SANDBOX_ID};
+use dockerish_spec::annotations::{CRI_CONTAINER_NAME, CRI_SANDBOX_ID, NERDCTL_NAME};
+use dockerish_spec::oci::{key, ns, Doc};
 use dockerish_spec::parse::ALL_CAPABILITIES;
-use dockerish_spec::{Host, HostAction, HostDevice, HostError, MountInfo, SiblingTask, Value};
+use dockerish_spec::{Host, HostAction, HostDevice, HostError, HostFile, MountInfo, RtBudget, SiblingTask, Value};
 use std::cell::OnceCell;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -73,18 +74,37 @@ impl RealHost {
         b.parent().map(Path::to_path_buf).ok_or_else(|| HostError::Refused { path: path_str(&b), msg: "bundle has no parent directory".into() })
     }
 
+    /// Every task bundle of our namespace (ours included).
+    fn siblings(&self) -> Result<Vec<Sib>, HostError> {
+        let ns_dir = self.namespace_dir()?;
+        let rd = std::fs::read_dir(&ns_dir).map_err(|e| HostError::io("open", path_str(&ns_dir), e))?;
+        let mut sibs = Vec::new();
+        for ent in rd.flatten() {
+            // Only real directories directly inside the namespace dir: never follow a symlink
+            // out of it.
+            let Ok(ft) = ent.file_type() else { continue };
+            if !ft.is_dir() {
+                continue;
+            }
+            let id = ent.file_name().to_string_lossy().into_owned();
+            if let Some(s) = self.sibling_info(&ent.path(), &id) {
+                sibs.push(s);
+            }
+        }
+        Ok(sibs)
+    }
+
     fn sibling_info(&self, dir: &Path, id: &str) -> Option<Sib> {
         let spec_path = dir.join("config.json");
         let md = std::fs::symlink_metadata(&spec_path).ok()?;
         if !md.is_file() || md.len() > SIBLING_SPEC_CAP {
             return None;
         }
-        let spec: Value = serde_json::from_slice(&std::fs::read(&spec_path).ok()?).ok()?;
-        let ann = spec.get("annotations").and_then(Value::as_object);
-        let a = |k: &str| ann.and_then(|m| m.get(k)).and_then(Value::as_str).map(str::to_string);
+        let spec = Doc(serde_json::from_slice(&std::fs::read(&spec_path).ok()?).ok()?);
+        let a = |k: &str| spec.annotation(k).map(str::to_string);
         let sandbox_id = a(CRI_SANDBOX_ID);
         let mut names = Vec::new();
-        if let Some(n) = a("nerdctl/name") {
+        if let Some(n) = a(NERDCTL_NAME) {
             names.push(n);
         }
         if let Some(n) = a(&format!("{}name", self.prefix)) {
@@ -96,21 +116,29 @@ impl RealHost {
                 names.push(n);
             }
         }
-        let host_ipc = spec
-            .get("linux")
-            .and_then(|l| l.get("namespaces"))
-            .and_then(Value::as_array)
-            .is_some_and(|l| !l.iter().any(|n| n.get("type").and_then(Value::as_str) == Some("ipc")));
-        Some(Sib { id: id.to_string(), dir: dir.to_path_buf(), names, sandbox_id, host_ipc })
+        // A spec that lists namespaces but no IPC one shares the host's (its /dev/shm is the host's).
+        let host_ipc = spec.get(&[key::LINUX, key::NAMESPACES]).is_some_and(Value::is_array) && !spec.has_ns(ns::IPC);
+        let hostname = spec.hostname().map(str::to_string).or_else(|| spec.env().iter().find_map(|e| e.strip_prefix("HOSTNAME=").map(str::to_string)));
+        let mounts = spec.mounts();
+        let etc_files = dockerish_spec::ETC_FILES
+            .iter()
+            .filter_map(|(dest, _)| mounts.iter().rfind(|m| m.destination() == *dest && m.is_bind()).map(|m| (dest.to_string(), m.source().to_string())))
+            .collect();
+        Some(Sib { id: id.to_string(), dir: dir.to_path_buf(), names, sandbox_id, host_ipc, hostname, etc_files })
     }
 
     fn to_task(&self, s: &Sib) -> SiblingTask {
         let (pid, running) = init_pid_alive(&s.dir);
         let shm_path = crate::read_actions(&s.dir)
             .ok()
-            .and_then(|acts| acts.into_iter().map(|HostAction::ShmTmpfs { path, .. }| path).next())
+            .and_then(|acts| {
+                acts.into_iter().find_map(|a| match a {
+                    HostAction::ShmTmpfs { path, .. } => Some(path),
+                    _ => None,
+                })
+            })
             .or_else(|| s.host_ipc.then(|| "/dev/shm".to_string()));
-        SiblingTask { id: s.id.clone(), pid, running, sandbox_id: s.sandbox_id.clone(), shm_path }
+        SiblingTask { id: s.id.clone(), pid, running, sandbox_id: s.sandbox_id.clone(), shm_path, hostname: s.hostname.clone(), etc_files: s.etc_files.clone() }
     }
 }
 
@@ -120,12 +148,14 @@ struct Sib {
     names: Vec<String>,
     sandbox_id: Option<String>,
     host_ipc: bool,
+    hostname: Option<String>,
+    etc_files: Vec<(String, String)>,
 }
 
 /// Read `<bundle>/init.pid` and check the process is the one that file recorded: alive, not a
 /// zombie, and started no later than the file was written (PID-reuse guard, NS-10).
 fn init_pid_alive(dir: &Path) -> (i32, bool) {
-    let pid_file = dir.join("init.pid");
+    let pid_file = dir.join(INIT_PID);
     let Ok(text) = std::fs::read_to_string(&pid_file) else { return (0, false) };
     let Ok(pid) = text.trim().parse::<i32>() else { return (0, false) };
     if pid <= 0 {
@@ -213,12 +243,59 @@ fn walk_devices(dir: &Path, top_dev: bool, out: &mut Vec<HostDevice>, depth: usi
     Ok(())
 }
 
+/// Where cgroup hierarchies are mounted.
+const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
+/// What runc writes in the bundle (`runc create --pid-file`).
+const INIT_PID: &str = "init.pid";
+/// Cap on host files read for the rules (passwd, subuid, seccomp profiles).
+const HOST_FILE_CAP: u64 = 16 * 1024 * 1024;
+
+/// `/proc/sys/<a>/<b>/…` of a dotted sysctl name; `None` for names that are not plain dotted words.
+fn sysctl_path(name: &str) -> Option<PathBuf> {
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.iter().any(|p| p.is_empty() || p.contains('/')) {
+        return None;
+    }
+    Some(parts.iter().fold(PathBuf::from("/proc/sys"), |p, c| p.join(c)))
+}
+
+/// The `cgroup.procs` file of an absolute cgroupfs path: the unified hierarchy on v2, the
+/// `pids` hierarchy on v1 (every container cgroup has one). `None` for a relative path.
+pub fn cgroup_procs_file(v2: bool, cgroups_path: &str) -> Option<PathBuf> {
+    let rel = cgroups_path.strip_prefix('/')?;
+    if rel.split('/').any(|c| c == "..") {
+        return None;
+    }
+    let base = if v2 { PathBuf::from(CGROUP_MOUNT) } else { Path::new(CGROUP_MOUNT).join("pids") };
+    Some(base.join(rel).join("cgroup.procs"))
+}
+
+fn is_executable(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
+}
+
 fn read_small(p: &str) -> Option<String> {
     std::fs::read_to_string(p).ok()
 }
 
 fn status_field(name: &str) -> Option<String> {
     read_small("/proc/self/status")?.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+}
+
+impl RealHost {
+    /// A host file (at most 16 MiB); `None` if it does not exist.
+    fn read_capped(&self, path: &Path) -> Result<Option<String>, HostError> {
+        use std::io::Read;
+        match std::fs::File::open(path) {
+            Ok(f) => {
+                let mut s = String::new();
+                f.take(HOST_FILE_CAP).read_to_string(&mut s).map_err(|e| HostError::io("read", path_str(path), e))?;
+                Ok(Some(s))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(HostError::io("open", path_str(path), e)),
+        }
+    }
 }
 
 impl Host for RealHost {
@@ -232,21 +309,7 @@ impl Host for RealHost {
         if name_or_id.is_empty() {
             return Ok(None);
         }
-        let ns_dir = self.namespace_dir()?;
-        let rd = std::fs::read_dir(&ns_dir).map_err(|e| HostError::io("open", path_str(&ns_dir), e))?;
-        let mut sibs = Vec::new();
-        for ent in rd.flatten() {
-            // Only real directories directly inside the namespace dir: never follow a symlink
-            // out of it.
-            let Ok(ft) = ent.file_type() else { continue };
-            if !ft.is_dir() {
-                continue;
-            }
-            let id = ent.file_name().to_string_lossy().into_owned();
-            if let Some(s) = self.sibling_info(&ent.path(), &id) {
-                sibs.push(s);
-            }
-        }
+        let sibs = self.siblings()?;
         // Docker's order: exact ID, exact name, unique ID prefix.
         if let Some(s) = sibs.iter().find(|s| s.id == name_or_id) {
             return Ok(Some(self.to_task(s)));
@@ -260,6 +323,20 @@ impl Host for RealHost {
             [one] => Ok(Some(self.to_task(one))),
             _ => Err(HostError::AmbiguousPrefix(name_or_id.to_string())),
         }
+    }
+
+    fn containers_named(&self, name: &str) -> Result<Vec<String>, HostError> {
+        if name.is_empty() {
+            return Ok(vec![]);
+        }
+        // Only created tasks (runc wrote init.pid): a sibling still in its own Create may yet
+        // fail, and the claim taken when the actions run decides between racing creates.
+        Ok(self
+            .siblings()?
+            .into_iter()
+            .filter(|s| s.id != self.own_id && (s.id == name || s.names.iter().any(|n| n == name)) && s.dir.join(INIT_PID).exists())
+            .map(|s| s.id)
+            .collect())
     }
 
     fn rootfs_file(&self, path_in_rootfs: &str) -> Result<Option<Vec<u8>>, HostError> {
@@ -308,8 +385,95 @@ impl Host for RealHost {
         })
     }
 
-    fn path_exists(&self, host_path: &str) -> bool {
-        Path::new(host_path).exists()
+    fn sysctl_exists(&self, name: &str) -> bool {
+        sysctl_path(name).is_some_and(|p| p.exists())
+    }
+
+    fn cpu_rt_budget(&self, cgroups_path: &str) -> Result<Option<RtBudget>, HostError> {
+        if self.cgroup_v2() || !self.cpu_rt_supported() {
+            return Ok(None);
+        }
+        let Some(rel) = cgroups_path.strip_prefix('/').filter(|r| !r.split('/').any(|c| c == "..")) else { return Ok(None) };
+        let own = Path::new(CGROUP_MOUNT).join("cpu").join(rel);
+        let (Some(parent), Some(own_name)) = (own.parent(), own.file_name()) else { return Ok(None) };
+        if !parent.is_dir() {
+            // runc creates it, and a new cgroup has no real-time runtime.
+            return Ok(Some(RtBudget { period: 1_000_000, runtime: 0, children: vec![] }));
+        }
+        let rt = |dir: &Path| -> Option<(i64, i64)> {
+            let n = |f: &str| read_small(&path_str(&dir.join(f))).and_then(|v| v.trim().parse::<i64>().ok());
+            Some((n("cpu.rt_period_us")?, n("cpu.rt_runtime_us")?))
+        };
+        let Some((period, runtime)) = rt(parent) else { return Ok(None) };
+        let rd = std::fs::read_dir(parent).map_err(|e| HostError::io("open", path_str(parent), e))?;
+        let children = rd.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir()) && e.file_name() != own_name).filter_map(|e| rt(&e.path())).collect();
+        Ok(Some(RtBudget { period, runtime, children }))
+    }
+
+    fn blkio_weight_supported(&self) -> bool {
+        if self.cgroup_v2() {
+            read_small(&format!("{CGROUP_MOUNT}/cgroup.controllers")).is_some_and(|c| c.split_whitespace().any(|x| x == "io"))
+        } else {
+            Path::new(CGROUP_MOUNT).join("blkio/blkio.weight").exists()
+        }
+    }
+
+    fn cpu_rt_supported(&self) -> bool {
+        Path::new(CGROUP_MOUNT).join("cpu/cpu.rt_runtime_us").exists()
+    }
+
+    fn time_namespace(&self) -> bool {
+        Path::new("/proc/self/ns/time").exists()
+    }
+
+    fn lookup_executable(&self, name: &str, dirs: &[&str]) -> Option<String> {
+        if name.is_empty() || name.contains('/') {
+            return None;
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let on_path: Vec<PathBuf> = std::env::split_paths(&path).collect();
+        dirs.iter().map(PathBuf::from).chain(on_path).map(|d| d.join(name)).find(|p| is_executable(p)).map(|p| path_str(&p))
+    }
+
+    fn cgroup_processes(&self, cgroups_path: &str) -> Result<Vec<i32>, HostError> {
+        let Some(file) = cgroup_procs_file(self.cgroup_v2(), cgroups_path) else { return Ok(vec![]) };
+        match std::fs::read_to_string(&file) {
+            Ok(t) => Ok(t.lines().filter_map(|l| l.trim().parse().ok()).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
+            Err(e) => Err(HostError::io("read", path_str(&file), e)),
+        }
+    }
+
+    fn own_init_pid(&self) -> Option<i32> {
+        read_small(&path_str(&self.bundle.join(INIT_PID))).and_then(|t| t.trim().parse().ok()).filter(|p| *p > 0)
+    }
+
+    fn thermal_throttle_cpus(&self) -> Result<Vec<u32>, HostError> {
+        let Some(possible) = self.read_capped(Path::new("/sys/devices/system/cpu/possible"))? else { return Ok(vec![]) };
+        let cpus = dockerish_spec::parse::parse_cpuset(possible.trim()).unwrap_or_default();
+        Ok(cpus.into_iter().filter(|n| Path::new(&format!("/sys/devices/system/cpu/cpu{n}/thermal_throttle")).exists()).collect())
+    }
+
+    fn hostname(&self) -> String {
+        // uname(2) nodename of our UTS namespace, what Go's os.Hostname() returns.
+        read_small("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+    }
+
+    fn host_file(&self, file: HostFile) -> Result<Option<String>, HostError> {
+        let p = match file {
+            HostFile::Passwd => "/etc/passwd",
+            HostFile::Group => "/etc/group",
+            HostFile::Subuid => "/etc/subuid",
+            HostFile::Subgid => "/etc/subgid",
+            HostFile::Hosts => "/etc/hosts",
+            HostFile::ResolvConf => "/etc/resolv.conf",
+            HostFile::SystemdResolvConf => "/run/systemd/resolve/resolv.conf",
+        };
+        self.read_capped(Path::new(p))
+    }
+
+    fn read_config_file(&self, path: &str) -> Result<Option<String>, HostError> {
+        self.read_capped(Path::new(path))
     }
 
     fn own_capabilities(&self) -> Vec<String> {
@@ -360,19 +524,6 @@ impl Host for RealHost {
 
     fn realpath(&self, host_path: &str) -> Result<String, HostError> {
         std::fs::canonicalize(host_path).map(|p| path_str(&p)).map_err(|e| HostError::io("lstat", host_path, e))
-    }
-
-    fn read_host_file(&self, path: &str) -> Result<Option<String>, HostError> {
-        use std::io::Read;
-        match std::fs::File::open(path) {
-            Ok(f) => {
-                let mut s = String::new();
-                f.take(16 * 1024 * 1024).read_to_string(&mut s).map_err(|e| HostError::io("read", path, e))?;
-                Ok(Some(s))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(HostError::io("open", path, e)),
-        }
     }
 
     fn in_user_namespace(&self) -> bool {

@@ -190,6 +190,60 @@ fn actions_persist_and_undo_is_idempotent() {
     assert!(Path::new("/etc").exists());
 }
 
+/// MT-13: the files are written 0644 and owned by the container's root, undone at delete; an
+/// etc file outside the bundle or with another name is refused (a tampered actions file cannot
+/// remove host files).
+#[test]
+fn mt_13_etc_files_written_owned_and_removed() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let b = tmp.path().join("b");
+    fs::create_dir_all(&b).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let (uid, gid) = if root { (100000, 200000) } else { (0, 0) };
+    let acts = vec![
+        HostAction::EtcFile { path: b.join("etc/hosts").display().to_string(), content: "127.0.0.1\tlocalhost\n".into(), uid, gid },
+        HostAction::EtcFile { path: b.join("etc/resolv.conf").display().to_string(), content: "nameserver 8.8.8.8\n".into(), uid, gid },
+    ];
+    if root {
+        apply_actions(&b, &acts).unwrap();
+        let md = fs::metadata(b.join("etc/hosts")).unwrap();
+        assert_eq!((md.mode() & 0o7777, md.uid(), md.gid()), (0o644, uid, gid));
+        assert_eq!(fs::metadata(b.join("etc")).unwrap().mode() & 0o7777, 0o711);
+        assert_eq!(fs::read_to_string(b.join("etc/resolv.conf")).unwrap(), "nameserver 8.8.8.8\n");
+        undo_actions_from_bundle(&b).unwrap();
+        assert!(!b.join("etc").exists() && !b.join(ACTIONS_FILE).exists());
+    }
+    let outside = tmp.path().join("victim");
+    fs::write(&outside, "x").unwrap();
+    let bads = [outside.clone(), b.join("config.json"), b.join("etc/passwd"), b.join("hosts")];
+    for bad in bads.iter().map(|p| HostAction::EtcFile { path: p.display().to_string(), content: String::new(), uid: 0, gid: 0 }) {
+        assert!(apply_actions(&b, std::slice::from_ref(&bad)).unwrap_err().to_string().contains("refused"), "{bad:?}");
+        undo_actions(&b, &[bad]).unwrap();
+    }
+    assert!(outside.exists());
+}
+
+/// GEN-3/MT-13 `container:`: a sibling reports its hostname and its /etc file binds.
+#[test]
+fn gen_3_sibling_reports_hostname_and_etc_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let own = sibling(tmp.path(), "self", json!({}), None);
+    let mut spec = fixture("ctr_default");
+    spec["hostname"] = json!("dbhost");
+    spec["mounts"].as_array_mut().unwrap().push(json!({"destination": "/etc/hosts", "type": "bind", "source": "/b/donor/hosts", "options": ["rbind"]}));
+    bundle(tmp.path(), "donor", &spec);
+    let h = RealHost::new(&own, &own.join("rootfs"), "runc");
+    let t = h.sibling_task("donor").unwrap().unwrap();
+    assert_eq!(t.hostname.as_deref(), Some("dbhost"));
+    assert_eq!(t.etc_files, vec![("/etc/hosts".to_string(), "/b/donor/hosts".to_string())]);
+    spec.as_object_mut().unwrap().remove("hostname");
+    spec["process"]["env"] = json!(["PATH=/bin", "HOSTNAME=fromenv"]);
+    bundle(tmp.path(), "donor2", &spec);
+    assert_eq!(h.sibling_task("donor2").unwrap().unwrap().hostname.as_deref(), Some("fromenv"));
+}
+
 #[test]
 fn ipc_4_shm_tmpfs_mount_and_unmount_as_root() {
     // SAFETY: geteuid has no preconditions.
@@ -255,10 +309,30 @@ fn real_host_facts_on_this_machine() {
     assert_eq!((null.kind, null.major, null.minor), ('c', 1, 3));
     assert_eq!(h.host_device("/etc").unwrap(), None);
     assert!(h.host_device("/dev/nope").unwrap_err().to_string().starts_with("lstat /dev/nope: no such file or directory"));
-    assert_eq!(h.read_host_file("/nonexistent").unwrap(), None);
+    assert_eq!(h.read_config_file("/nonexistent").unwrap(), None);
+    assert!(h.host_file(dockerish_spec::HostFile::Passwd).unwrap().is_some_and(|p| p.contains("root:")));
+    assert_eq!(h.sysctl_exists("net.ipv4.ip_forward"), std::path::Path::new("/proc/sys/net/ipv4/ip_forward").exists());
+    assert!(!h.sysctl_exists("net..ipv4") && !h.sysctl_exists("net/../../etc"));
+    assert_eq!(h.lookup_executable("sh", &[]).as_deref().map(|p| p.ends_with("/sh")), Some(true));
+    assert_eq!(h.lookup_executable("no-such-binary-here", &["/usr/bin"]), None);
+    assert_eq!(h.own_init_pid(), None);
+    let v1_weight = Path::new("/sys/fs/cgroup/blkio/blkio.weight").exists();
+    let v2_io = fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").is_ok_and(|c| c.split_whitespace().any(|x| x == "io"));
+    assert_eq!(h.blkio_weight_supported(), if h.cgroup_v2() { v2_io } else { v1_weight });
     if let Some(f) = h.runc_features() {
         assert!(f.get("mountOptions").is_some());
     }
+}
+
+/// CG-1 guard: the cgroup of a cgroupfs path is read from the unified hierarchy on v2 and from
+/// the `pids` hierarchy on v1; relative paths and `..` are never read.
+#[test]
+fn cg_1_cgroup_procs_file_per_hierarchy() {
+    use dockerish_host::realhost::cgroup_procs_file;
+    assert_eq!(cgroup_procs_file(true, "/docker/x").unwrap(), Path::new("/sys/fs/cgroup/docker/x/cgroup.procs"));
+    assert_eq!(cgroup_procs_file(false, "/docker/x").unwrap(), Path::new("/sys/fs/cgroup/pids/docker/x/cgroup.procs"));
+    assert_eq!(cgroup_procs_file(false, "docker/x"), None);
+    assert_eq!(cgroup_procs_file(true, "/a/../../etc"), None);
 }
 
 /// `runc features` is cached per runc binary identity; a different binary gets its own entry.
@@ -284,4 +358,87 @@ fn runc_features_cached_by_binary_identity() {
     assert_eq!(v["ociVersionMin"], "1.1.0");
     // A failing runc is not cached.
     assert!(dockerish_host::realhost::cached_runc_features("/nonexistent/runc", &cache).is_none());
+}
+
+/// NAME-1 claims: one owner per key and scope, even when creates race; the owner may claim
+/// again; a claim whose owner bundle is gone is taken over; release leaves others' claims and
+/// removes empty directories; another namespace is another scope.
+#[test]
+fn name_1_claims_are_exclusive_and_race_free() {
+    use dockerish_host::claims::{claim, claim_path, release};
+    use dockerish_spec::ClaimScope::Namespace;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("claims");
+    let a = bundle(tmp.path(), "a", &json!({}));
+    let b = bundle(tmp.path(), "b", &json!({}));
+    claim(&root, &a, Namespace, "name", "web").unwrap();
+    claim(&root, &a, Namespace, "name", "web").unwrap();
+    let e = claim(&root, &b, Namespace, "name", "web").unwrap_err().to_string();
+    assert_eq!(e, "Conflict. The container name \"/web\" is already in use by container \"a\". You have to remove (or rename) that container to be able to reuse that name.");
+    release(&root, &b, Namespace, "name", "web").unwrap(); // not b's: left alone
+    assert!(claim(&root, &b, Namespace, "name", "web").is_err());
+    release(&root, &a, Namespace, "name", "web").unwrap();
+    claim(&root, &b, Namespace, "name", "web").unwrap();
+    // stale: the owner's bundle is gone
+    fs::remove_dir_all(&b).unwrap();
+    claim(&root, &a, Namespace, "name", "web").unwrap();
+    // another namespace dir is another scope
+    let other = tmp.path().join("otherns").join("c");
+    fs::create_dir_all(&other).unwrap();
+    claim(&root, &other, Namespace, "name", "web").unwrap();
+    release(&root, &other, Namespace, "name", "web").unwrap();
+    release(&root, &a, Namespace, "name", "web").unwrap();
+    let left: Vec<_> = fs::read_dir(&root).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left, [".lock"], "empty claim directories are removed, the one lock file stays");
+    assert!(claim_path(&root, &a, Namespace, "../x", "web").is_err());
+
+    // Racing creates: exactly one of 16 threads wins each round.
+    let bundles: Vec<PathBuf> = (0..16).map(|i| bundle(tmp.path(), &format!("r{i}"), &json!({}))).collect();
+    for round in 0..20 {
+        let key = format!("race{round}");
+        let wins: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = bundles.iter().map(|b| s.spawn(|| claim(&root, b, Namespace, "name", &key).is_ok())).collect();
+            hs.into_iter().map(|h| usize::from(h.join().unwrap())).sum()
+        });
+        assert_eq!(wins, 1, "round {round}");
+    }
+}
+
+/// NAME-1: the real host finds the other containers holding a name (name annotations or IDs).
+#[test]
+fn name_1_containers_named_scans_the_namespace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let own = sibling(tmp.path(), "self", json!({"io.containerd.dockerish/name": "web"}), None);
+    sibling(tmp.path(), "other", json!({"io.containerd.dockerish/name": "web"}), Some(1));
+    sibling(tmp.path(), "db", json!({"nerdctl/name": "cache"}), Some(1));
+    // still in its own Create (no init.pid): its claim decides, not the scan
+    sibling(tmp.path(), "creating", json!({"io.containerd.dockerish/name": "api"}), None);
+    let h = RealHost::new(&own, &own.join("rootfs"), "runc");
+    assert_eq!(h.containers_named("web").unwrap(), vec!["other".to_string()]);
+    assert_eq!(h.containers_named("cache").unwrap(), vec!["db".to_string()]);
+    assert_eq!(h.containers_named("db").unwrap(), vec!["db".to_string()], "an ID is a name too");
+    assert!(h.containers_named("self").unwrap().is_empty());
+    assert!(h.containers_named("none").unwrap().is_empty());
+    assert!(h.containers_named("api").unwrap().is_empty());
+}
+
+/// US-2 at exec (issue 11 item 10): the exec's user chosen by the client gets its groups from
+/// the container's rootfs and the container's group-add; the container's own user is left alone.
+#[test]
+fn us_2_exec_users_resolve_from_the_rootfs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = fixture("ctr_default");
+    spec["annotations"] = json!({"io.containerd.dockerish/group-add": "extra"});
+    let b = bundle(tmp.path(), "c", &spec);
+    fs::write(b.join("rootfs/etc/passwd"), "root:x:0:0::/root:/bin/sh\ntester:x:1000:1000::/:/bin/sh\n").unwrap();
+    fs::write(b.join("rootfs/etc/group"), "root:x:0:\ntestgrp:x:2000:tester\nextra:x:3000:\n").unwrap();
+    let cfg = DaemonConfig::default();
+    let filled = prepare(&b, "c", "default", &cfg, "runc", None).unwrap();
+    let users = ExecUsers::new(&b, &spec, &filled, &cfg);
+    let mut p = json!({"args": ["id"], "user": {"uid": 1000, "gid": 1000, "additionalGids": [0]}});
+    assert!(users.resolve(&mut p).unwrap());
+    assert_eq!(p["user"]["additionalGids"], json!([1000, 2000, 3000]));
+    let mut p = json!({"args": ["id"], "user": {"uid": 0, "gid": 0}});
+    assert!(!users.resolve(&mut p).unwrap());
+    assert_eq!(p["user"], json!({"uid": 0, "gid": 0}));
 }

@@ -64,6 +64,7 @@ pub struct CreateParams<'a> {
 pub struct Prepared {
     pub runc: RuncChoice,
     pub delta: ProcessDelta,
+    pub exec_users: dockerish_host::ExecUsers,
     /// Start may open runc's exec FIFO itself instead of running `runc start` (no poststart hooks).
     pub start_via_fifo: bool,
     pub kill_all_on_exit: bool,
@@ -109,7 +110,7 @@ impl Bundle {
             runc.systemd_cgroup = filled.systemd_cgroup;
             self.save_state(&SavedState { runc_binary: runc.binary.clone(), runc_root: runc.root.clone(), systemd_cgroup: runc.systemd_cgroup })?;
             crate::runc::reset_log(&self.path(RUNC_LOG)).map_err(|e| BundleError::System(format!("create {}: {e}", self.path(RUNC_LOG).display())))?;
-            Ok(Prepared { runc, delta: filled.delta, start_via_fifo: !filled.poststart_hooks, kill_all_on_exit: !filled.own_pid_namespace })
+            Ok(Prepared { runc, delta: filled.delta, exec_users: filled.exec_users, start_via_fifo: !filled.poststart_hooks, kill_all_on_exit: !filled.own_pid_namespace })
         })();
         if result.is_err() {
             if let Err(e) = self.undo_actions() {

@@ -8,6 +8,7 @@
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -124,6 +125,7 @@ pub struct Handle {
     /// uses it (an async lock: it waits inside).
     oom_fd: tokio::sync::Mutex<Option<pipe::Receiver>>,
     delta: ProcessDelta,
+    exec_users: Arc<dockerish_host::ExecUsers>,
     start_via_fifo: bool,
     io_owner: Option<(u32, u32)>,
     /// Names the files of concurrent execs apart.
@@ -201,6 +203,7 @@ impl Runtime for RuncRuntime {
             oom,
             oom_fd: tokio::sync::Mutex::new(notifier),
             delta: prepared.delta,
+            exec_users: Arc::new(prepared.exec_users),
             start_via_fifo: prepared.start_via_fifo,
             io_owner,
             seq: AtomicU64::new(0),
@@ -223,8 +226,9 @@ impl Runtime for RuncRuntime {
     async fn exec(&self, h: &Handle, req: ExecRequest) -> Result<Launched, RuntimeError> {
         let n = h.seq.fetch_add(1, Ordering::Relaxed);
         let (spec_name, pid_name) = (format!(".exec-{n}.json"), format!(".exec-{n}.pid"));
-        let (b, spec, owner, process, name) = (h.bundle.clone(), req.stdio.clone(), h.io_owner, req.process, spec_name.clone());
+        let (b, spec, owner, process, name, users) = (h.bundle.clone(), req.stdio.clone(), h.io_owner, req.process, spec_name.clone(), h.exec_users.clone());
         let (prepared, process_file) = blocking(move || {
+            let process = exec_user_groups(&users, process)?;
             let file = b.write_private(&name, &process)?;
             match stdio::open(&spec, owner) {
                 Ok(p) => Ok((p, file)),
@@ -324,5 +328,16 @@ impl Runtime for RuncRuntime {
         // without a terminal (containerd's TestContainerExecLargeOutputWithTTY).
         p["terminal"] = serde_json::Value::Bool(terminal);
         serde_json::to_vec(&p).map_err(|e| RuntimeError::Failed(e.to_string()))
+    }
+}
+
+/// US-2: an exec user the client chose gets its groups from the container's rootfs, as with
+/// Docker (reads files only in that case). Blocking.
+fn exec_user_groups(users: &dockerish_host::ExecUsers, process: Vec<u8>) -> Result<Vec<u8>, RuntimeError> {
+    let mut p = serde_json::from_slice::<serde_json::Value>(&process).map_err(|e| RuntimeError::InvalidArgument(format!("process spec is not valid JSON: {e}")))?;
+    match users.resolve(&mut p) {
+        Ok(false) => Ok(process),
+        Ok(true) => serde_json::to_vec(&p).map_err(|e| RuntimeError::Failed(e.to_string())),
+        Err(e) => Err(RuntimeError::Failed(format!("exec user groups: {e}"))),
     }
 }

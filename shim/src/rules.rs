@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use dockerish_host::{FeaturesRunner, HostError, RealHost};
+use dockerish_host::{ExecUsers, FeaturesRunner, HostError, RealHost};
 use dockerish_proto::ShimOptions;
 use dockerish_spec::DaemonConfig;
 
@@ -70,8 +70,9 @@ impl Plan {
         dockerish_host::commit(bundle, &filled)?;
         dockerish_host::apply_actions(bundle, &filled.actions)?;
         let delta = ProcessDelta { orig: process_of(original), filled: process_of(&filled.spec) };
+        let exec_users = ExecUsers::new(bundle, original, &filled, &self.config);
         let poststart = filled.spec.pointer("/hooks/poststart").and_then(serde_json::Value::as_array).is_some_and(|h| !h.is_empty());
-        Ok(FillOutcome { systemd_cgroup: filled.systemd_cgroup, delta, poststart_hooks: poststart, own_pid_namespace: own_pid_namespace(&filled.spec) })
+        Ok(FillOutcome { systemd_cgroup: filled.systemd_cgroup, delta, exec_users, poststart_hooks: poststart, own_pid_namespace: own_pid_namespace(&filled.spec) })
     }
 }
 
@@ -82,6 +83,8 @@ pub struct FillOutcome {
     pub systemd_cgroup: bool,
     /// What the rules changed in the container's process (for its execs).
     pub delta: ProcessDelta,
+    /// US-2: groups of an exec user the client chose, from the container's rootfs.
+    pub exec_users: ExecUsers,
     /// runc ≥ 1.2 runs these in `runc start`: such containers are started by runc itself.
     pub poststart_hooks: bool,
     /// The container gets a PID namespace of its own (a `pid` entry without a path): when its

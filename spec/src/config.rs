@@ -2,11 +2,16 @@
 //! JSON (a file, like `/etc/docker/daemon.json`) and TOML (containerd's `config_body`) use the
 //! same key names; both are first turned into a JSON value and then read key by key, so that
 //! every error names the key and the offending value (serde's own messages name neither).
+//! Daemon-level validation of CG-2 (`exec-opts` cgroup driver), CG-3 (`cgroup-parent` slice),
+//! IPC-1 (`default-shm-size`), IPC-7 (`default-ipc-mode`), NS-6 (`default-cgroupns-mode`).
 
 use crate::error::SpecError;
 use crate::parse::{self, Ulimit};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+
+/// Rule ids implemented here (docs/RULES.md is checked against them).
+pub(crate) const IDS: &[&str] = &["CG-2", "CG-3", "IPC-1", "IPC-7", "NS-6"];
 
 /// Which producer wrote the spec (§0.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -59,6 +59,9 @@ pub enum HostError {
     /// A file or request was refused on purpose (escape from the rootfs, path outside the namespace dir).
     #[error("{path}: refused: {msg}")]
     Refused { path: String, msg: String },
+    /// Another container holds what this one claims (NAME-1: Docker's text).
+    #[error("{0}")]
+    Conflict(String),
     /// `container:<prefix>` matched several sibling tasks (Docker's text).
     #[error("multiple IDs found with provided prefix: {0}")]
     AmbiguousPrefix(String),

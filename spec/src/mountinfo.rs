@@ -1,5 +1,8 @@
 //! `/proc/self/mountinfo` parsing (MT-7, MT-9, IPC-6). Pure; the host reads the file.
 
+/// Rule ids implemented here (docs/RULES.md is checked against them).
+pub(crate) const IDS: &[&str] = &["MT-7"];
+
 /// One line of mountinfo (proc(5)). The text fields live in one buffer (one allocation per
 /// line: parsing a 300-line mountinfo is on the Create path) and are read through accessors.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -2,6 +2,9 @@
 //! (US-1, US-2, US-3), ported from moby/sys/user `GetExecUser` / `GetAdditionalGroups`.
 //! Pure: the caller passes the file contents (read through the rootfs-scoped host call).
 
+/// Rule ids implemented here (docs/RULES.md is checked against them).
+pub(crate) const IDS: &[&str] = &["US-1", "US-3"];
+
 /// One passwd entry (only the fields resolution uses).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasswdEntry {

@@ -1,14 +1,19 @@
-//! Seccomp (SC-1..SC-3): Docker's default profile and the profile → `linux.seccomp` conversion
+//! Seccomp: SC-3, Docker's default profile, and SC-2, the profile → `linux.seccomp` conversion
 //! of moby/profiles `setupSeccomp` (arch map, caps and kernel-version filtering).
 //!
 //! The default profile below is data from moby/profiles `seccomp/default.json`
 //! (https://github.com/moby/profiles, Copyright The Moby Authors, Apache-2.0), embedded as Rust
 //! data so that `fill` does not parse 17 kB of JSON on every Create. Regenerate it from a new
-//! moby/profiles release when Docker updates its profile. The `socket` rule uses the per-family
-//! allow-list form of that file (every family except AF_ALG 38, AF_VSOCK 40 and a few legacy
-//! ones), which every libseccomp version accepts.
+//! moby/profiles release when Docker updates its profile. The `socket` rule allows every family
+//! except AF_ALG (38) and AF_VSOCK (40), as Docker's profile; it is written as three
+//! single-comparison rules (`< 38`, `== 39`, `> 40`) because libseccomp compares an argument at
+//! most once per rule.
 
+use crate::oci::key;
 use serde_json::{Map, Value};
+
+/// Rule ids implemented here (docs/RULES.md is checked against them).
+pub(crate) const IDS: &[&str] = &["SC-2", "SC-3"];
 
 /// Architecture map (profile `archMap`): native arch → libseccomp arches (main + sub-arches).
 const ARCH_MAP: &[(&str, &[&str])] = &[
@@ -85,6 +90,9 @@ const fn arg(names: &'static [&'static str], args: &'static [(u32, u64, &'static
     Group { args, ..g(names) }
 }
 const EQ: &str = "SCMP_CMP_EQ";
+/// The socket families Docker's profile denies (`AF_ALG`, `AF_VSOCK`).
+const AF_ALG: u64 = 38;
+const AF_VSOCK: u64 = 40;
 
 static DEFAULT_ALLOW: &[&str] = &[
     "accept", "accept4", "access", "adjtimex", "alarm", "bind", "brk", "cachestat", "capget", "capset", "chdir", "chmod",
@@ -135,32 +143,11 @@ static DEFAULT_ALLOW: &[&str] = &[
 static GROUPS: &[Group] = &[
     g(DEFAULT_ALLOW),
     Group { inc_min_kernel: Some((4, 8)), ..g(&["process_vm_readv", "process_vm_writev", "ptrace"]) },
-    arg(&["socket"], &[(0, 12, "SCMP_CMP_LT")]),
-    arg(&["socket"], &[(0, 13, EQ)]),
-    arg(&["socket"], &[(0, 14, EQ)]),
-    arg(&["socket"], &[(0, 15, EQ)]),
-    arg(&["socket"], &[(0, 16, EQ)]),
-    arg(&["socket"], &[(0, 17, EQ)]),
-    arg(&["socket"], &[(0, 18, EQ)]),
-    arg(&["socket"], &[(0, 21, EQ)]),
-    arg(&["socket"], &[(0, 22, EQ)]),
-    arg(&["socket"], &[(0, 24, EQ)]),
-    arg(&["socket"], &[(0, 26, EQ)]),
-    arg(&["socket"], &[(0, 27, EQ)]),
-    arg(&["socket"], &[(0, 28, EQ)]),
-    arg(&["socket"], &[(0, 29, EQ)]),
-    arg(&["socket"], &[(0, 30, EQ)]),
-    arg(&["socket"], &[(0, 31, EQ)]),
-    arg(&["socket"], &[(0, 32, EQ)]),
-    arg(&["socket"], &[(0, 33, EQ)]),
-    arg(&["socket"], &[(0, 35, EQ)]),
-    arg(&["socket"], &[(0, 36, EQ)]),
-    arg(&["socket"], &[(0, 39, EQ)]),
-    arg(&["socket"], &[(0, 41, EQ)]),
-    arg(&["socket"], &[(0, 42, EQ)]),
-    arg(&["socket"], &[(0, 43, EQ)]),
-    arg(&["socket"], &[(0, 44, EQ)]),
-    arg(&["socket"], &[(0, 45, EQ)]),
+    // Every family but AF_ALG (38) and AF_VSOCK (40): one comparison per rule, as every
+    // libseccomp version accepts (SC-3, issue 11 item 6).
+    arg(&["socket"], &[(0, AF_ALG, "SCMP_CMP_LT")]),
+    arg(&["socket"], &[(0, AF_ALG + 1, EQ)]),
+    arg(&["socket"], &[(0, AF_VSOCK, "SCMP_CMP_GT")]),
     arg(&["personality"], &[(0, 0, EQ)]),
     arg(&["personality"], &[(0, 8, EQ)]),
     arg(&["personality"], &[(0, 131072, EQ)]),
@@ -252,10 +239,10 @@ pub fn default_linux_seccomp(t: &Target) -> Value {
         // Built by hand (no `json!`): this runs on every Create and is the bulk of `fill`'s time.
         let mut m = Map::new();
         let names: Vec<Value> = gr.names.iter().map(|n| Value::String((*n).to_string())).collect();
-        m.insert("names".into(), Value::Array(names));
-        m.insert("action".into(), Value::String(gr.action.to_string()));
+        m.insert(key::NAMES.into(), Value::Array(names));
+        m.insert(key::ACTION.into(), Value::String(gr.action.to_string()));
         if let Some(e) = gr.errno {
-            m.insert("errnoRet".into(), Value::from(e));
+            m.insert(key::ERRNO_RET.into(), Value::from(e));
         }
         if !gr.args.is_empty() {
             let args: Vec<Value> = gr
@@ -263,23 +250,28 @@ pub fn default_linux_seccomp(t: &Target) -> Value {
                 .iter()
                 .map(|(i, v, op)| {
                     let mut a = Map::new();
-                    a.insert("index".into(), Value::from(*i));
-                    a.insert("value".into(), Value::from(*v));
-                    a.insert("op".into(), Value::String((*op).to_string()));
+                    a.insert(key::INDEX.into(), Value::from(*i));
+                    a.insert(key::VALUE.into(), Value::from(*v));
+                    a.insert(key::OP.into(), Value::String((*op).to_string()));
                     Value::Object(a)
                 })
                 .collect();
-            m.insert("args".into(), Value::Array(args));
+            m.insert(key::SYSCALL_ARGS.into(), Value::Array(args));
         }
         syscalls.push(Value::Object(m));
     }
     // Not `json!`: it would serialize `syscalls` into a second, deep copy of every value.
     let mut profile = Map::new();
-    profile.insert("defaultAction".into(), Value::from("SCMP_ACT_ERRNO"));
-    profile.insert("defaultErrnoRet".into(), Value::from(1));
-    profile.insert("architectures".into(), Value::Array(architectures(native, ARCH_MAP)));
-    profile.insert("syscalls".into(), Value::Array(syscalls));
+    profile.insert(key::DEFAULT_ACTION.into(), Value::from("SCMP_ACT_ERRNO"));
+    profile.insert(key::DEFAULT_ERRNO_RET.into(), Value::from(1));
+    profile.insert(key::ARCHITECTURES.into(), Value::Array(architectures(native, ARCH_MAP)));
+    profile.insert(key::SYSCALLS.into(), Value::Array(syscalls));
     Value::Object(profile)
+}
+
+/// Number of syscall rules in a `linux.seccomp` object (for the rule's log line).
+pub fn rule_count(p: &Value) -> usize {
+    p.get(key::SYSCALLS).and_then(Value::as_array).map_or(0, Vec::len)
 }
 
 fn str_list(v: Option<&Value>, what: &str) -> Result<Vec<String>, String> {
@@ -317,8 +309,8 @@ fn refs(v: &[String]) -> Vec<&str> {
 pub fn profile_to_linux_seccomp(profile_json: &str, t: &Target) -> Result<Option<Value>, String> {
     let p: Map<String, Value> =
         serde_json::from_str(profile_json).map_err(|e| format!("Decoding seccomp profile failed: {e}"))?;
-    let default_action = p.get("defaultAction").and_then(Value::as_str).unwrap_or("");
-    let calls = match p.get("syscalls") {
+    let default_action = p.get(key::DEFAULT_ACTION).and_then(Value::as_str).unwrap_or("");
+    let calls = match p.get(key::SYSCALLS) {
         None | Some(Value::Null) => vec![],
         Some(Value::Array(a)) => a.clone(),
         Some(_) => return Err("Decoding seccomp profile failed: syscalls: expected a list".into()),
@@ -327,12 +319,12 @@ pub fn profile_to_linux_seccomp(profile_json: &str, t: &Target) -> Result<Option
         return Ok(None);
     }
     let has = |k: &str| p.get(k).and_then(Value::as_array).is_some_and(|a| !a.is_empty());
-    if has("architectures") && has("archMap") {
+    if has(key::ARCHITECTURES) && has("archMap") {
         return Err("both 'architectures' and 'archMap' are specified in the seccomp profile, use either 'architectures' or 'archMap'".into());
     }
     let native = go_to_native(t.goarch);
     let mut out = Map::new();
-    for k in ["defaultAction", "defaultErrnoRet", "flags", "listenerPath", "listenerMetadata", "architectures"] {
+    for &k in key::SECCOMP_COPIED {
         if let Some(v) = p.get(k).filter(|v| !v.is_null()) {
             out.insert(k.into(), v.clone());
         }
@@ -345,13 +337,13 @@ pub fn profile_to_linux_seccomp(profile_json: &str, t: &Target) -> Result<Option
         }
         let arches = architectures(native, &map);
         if !arches.is_empty() {
-            out.insert("architectures".into(), arches.into());
+            out.insert(key::ARCHITECTURES.into(), arches.into());
         }
     }
     let mut syscalls = Vec::new();
     for c in &calls {
         let c = c.as_object().ok_or("Decoding seccomp profile failed: syscall entries must be objects")?;
-        let mut names = str_list(c.get("names"), "names")?;
+        let mut names = str_list(c.get(key::NAMES), key::NAMES)?;
         if let Some(n) = c.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
             if !names.is_empty() {
                 return Err("both 'name' and 'names' are specified in the seccomp profile, use either 'name' or 'names'".into());
@@ -372,15 +364,15 @@ pub fn profile_to_linux_seccomp(profile_json: &str, t: &Target) -> Result<Option
             continue;
         }
         let mut m = Map::new();
-        m.insert("names".into(), names.into());
-        for k in ["action", "errnoRet", "args"] {
+        m.insert(key::NAMES.into(), names.into());
+        for &k in key::SYSCALL_COPIED {
             if let Some(v) = c.get(k).filter(|v| !v.is_null()) {
                 m.insert(k.into(), v.clone());
             }
         }
         syscalls.push(Value::Object(m));
     }
-    out.insert("syscalls".into(), syscalls.into());
+    out.insert(key::SYSCALLS.into(), syscalls.into());
     Ok(Some(Value::Object(out)))
 }
 
@@ -414,6 +406,38 @@ mod tests {
         assert!(!a["syscalls"].as_array().unwrap().iter().any(|s| s["names"] == json!(["clone3"])));
         let old = default_linux_seccomp(&Target { goarch: "amd64", bounding: &caps, kernel: Some((4, 4)) });
         assert!(!names(&old).contains(&"ptrace".to_string()));
+    }
+
+    /// Whether the profile's `socket` rules allow an address family (one comparison on arg 0 per
+    /// rule, as libseccomp evaluates them: any matching allow rule allows).
+    fn socket_allowed(profile: &Value, family: u64) -> bool {
+        profile["syscalls"].as_array().unwrap().iter().filter(|r| r["names"].as_array().unwrap().iter().any(|n| n == "socket") && r["action"] == "SCMP_ACT_ALLOW").any(|r| {
+            r.get("args").and_then(Value::as_array).is_none_or(|args| {
+                args.iter().all(|a| {
+                    assert_eq!(a["index"], 0, "socket rules compare the family");
+                    let v = a["value"].as_u64().unwrap();
+                    match a["op"].as_str().unwrap() {
+                        "SCMP_CMP_EQ" => family == v,
+                        "SCMP_CMP_NE" => family != v,
+                        "SCMP_CMP_LT" => family < v,
+                        "SCMP_CMP_LE" => family <= v,
+                        "SCMP_CMP_GT" => family > v,
+                        "SCMP_CMP_GE" => family >= v,
+                        op => panic!("unexpected op {op}"),
+                    }
+                })
+            })
+        })
+    }
+
+    /// SC-3 (issue 11 item 6): Docker's profile denies exactly AF_ALG (38) and AF_VSOCK (40);
+    /// every other family, including ones newer kernels add, is allowed.
+    #[test]
+    fn sc_3_socket_families_denied_are_exactly_docker_s() {
+        let caps: Vec<String> = crate::parse::DEFAULT_CAPABILITIES.iter().map(|s| s.to_string()).collect();
+        let p = default_linux_seccomp(&Target { goarch: "amd64", bounding: &caps, kernel: Some((6, 1)) });
+        let denied: Vec<u64> = (0..=128).chain([1000, u64::from(u32::MAX)]).filter(|f| !socket_allowed(&p, *f)).collect();
+        assert_eq!(denied, vec![38, 40]);
     }
 
     #[test]

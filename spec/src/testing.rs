@@ -1,8 +1,8 @@
 //! A configurable fake [`Host`] for unit tests (here and in other crates): every fact is a
-//! plain field, defaults describe this project's machine (x86_64, cgroup v1, no systemd, no AppArmor,
-//! runc 1.1 without the time namespace, kernel 6.1).
+//! plain field, defaults describe a cgroup v1 machine like this project's (x86_64, no systemd,
+//! no AppArmor, runc 1.1 without the time namespace, kernel 6.1, every cgroup v1 file present).
 
-use crate::{Host, HostDevice, HostError, MountInfo, SiblingTask, Value};
+use crate::{Host, HostDevice, HostError, HostFile, MountInfo, RtBudget, SiblingTask, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Fake host; build with `FakeHost::default()` and set fields.
@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct FakeHost {
     pub mountinfo: Vec<MountInfo>,
     pub siblings: Vec<SiblingTask>,
+    /// (name, id) of other containers holding a name (NAME-1)
+    pub named: Vec<(String, String)>,
     /// path inside rootfs → content
     pub rootfs: BTreeMap<String, Vec<u8>>,
     pub devices: Vec<HostDevice>,
@@ -17,7 +19,21 @@ pub struct FakeHost {
     pub systemd_running: bool,
     pub apparmor: bool,
     pub apparmor_loaded: BTreeSet<String>,
+    /// Host paths that exist but are not devices (DV-3 errors) and executables (INIT-1).
     pub paths: BTreeSet<String>,
+    /// Sysctls (dotted names) that exist on the host (SY-1).
+    pub sysctls: BTreeSet<String>,
+    pub cpu_rt: bool,
+    pub rt_budget: Option<RtBudget>,
+    pub blkio_weight: bool,
+    pub time_ns: bool,
+    /// cgroupfs path → PIDs in it (CG-1 guard)
+    pub cgroup_procs: BTreeMap<String, Vec<i32>>,
+    pub own_init_pid: Option<i32>,
+    pub thermal_cpus: Vec<u32>,
+    pub host_files: BTreeMap<HostFile, String>,
+    /// Files named by the config or annotations (seccomp profiles).
+    pub config_files: BTreeMap<String, String>,
     pub caps: Vec<String>,
     pub runc_features: Option<Value>,
     pub kernel: Option<(u32, u32)>,
@@ -26,22 +42,16 @@ pub struct FakeHost {
     pub num_cpus: usize,
     /// host path → resolved path (EvalSymlinks); identity when absent
     pub links: BTreeMap<String, String>,
-    pub host_files: BTreeMap<String, String>,
     pub in_userns: bool,
     pub bundle: String,
+    pub hostname: String,
 }
+
+/// The `$PATH` the fake host's daemon runs with (INIT-1 lookups).
+pub const FAKE_PATH: &[&str] = &["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
 impl Default for FakeHost {
     fn default() -> Self {
-        let paths = [
-            "/proc/self/ns/time",
-            "/proc/sys/net/ipv4/ping_group_range",
-            "/proc/sys/net/ipv4/ip_unprivileged_port_start",
-            "/sys/fs/cgroup/cpu/cpu.rt_runtime_us",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
         FakeHost {
             mountinfo: crate::parse_mountinfo(
                 "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n\
@@ -52,13 +62,24 @@ impl Default for FakeHost {
             )
             .unwrap_or_default(),
             siblings: vec![],
+            named: vec![],
             rootfs: BTreeMap::new(),
             devices: vec![],
             cgroup_v2: false,
             systemd_running: false,
             apparmor: false,
             apparmor_loaded: BTreeSet::new(),
-            paths,
+            paths: BTreeSet::new(),
+            sysctls: ["net.ipv4.ping_group_range", "net.ipv4.ip_unprivileged_port_start"].iter().map(|s| s.to_string()).collect(),
+            cpu_rt: true,
+            rt_budget: None,
+            blkio_weight: true,
+            time_ns: true,
+            cgroup_procs: BTreeMap::new(),
+            own_init_pid: None,
+            thermal_cpus: vec![],
+            host_files: BTreeMap::new(),
+            config_files: BTreeMap::new(),
             caps: crate::parse::ALL_CAPABILITIES.iter().map(|s| s.to_string()).collect(),
             runc_features: Some(serde_json::json!({
                 "linux": {"namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"]},
@@ -69,9 +90,9 @@ impl Default for FakeHost {
             cpuset: Some(("0-1".into(), "0".into())),
             num_cpus: 2,
             links: BTreeMap::new(),
-            host_files: BTreeMap::from([("/sys/devices/system/cpu/possible".to_string(), "0-1\n".to_string())]),
             in_userns: false,
             bundle: "/run/containerd/io.containerd.runtime.v2.task/default/test".into(),
+            hostname: "fakehost".into(),
         }
     }
 }
@@ -97,6 +118,10 @@ impl Host for FakeHost {
             1 => Ok(Some(pre[0].clone())),
             _ => Err(HostError::AmbiguousPrefix(name_or_id.into())),
         }
+    }
+    fn containers_named(&self, name: &str) -> Result<Vec<String>, HostError> {
+        let by_id = self.siblings.iter().filter(|t| t.id == name).map(|t| t.id.clone());
+        Ok(by_id.chain(self.named.iter().filter(|(n, _)| n == name).map(|(_, id)| id.clone())).collect())
     }
     fn rootfs_file(&self, p: &str) -> Result<Option<Vec<u8>>, HostError> {
         Ok(self.rootfs.get(p).cloned())
@@ -125,8 +150,41 @@ impl Host for FakeHost {
     fn apparmor_profile_loaded(&self, name: &str) -> bool {
         self.apparmor_loaded.contains(name)
     }
-    fn path_exists(&self, p: &str) -> bool {
-        self.paths.contains(p)
+    fn sysctl_exists(&self, name: &str) -> bool {
+        self.sysctls.contains(name)
+    }
+    fn cpu_rt_supported(&self) -> bool {
+        self.cpu_rt
+    }
+    fn cpu_rt_budget(&self, _cgroups_path: &str) -> Result<Option<RtBudget>, HostError> {
+        Ok(self.rt_budget.clone())
+    }
+    fn blkio_weight_supported(&self) -> bool {
+        self.blkio_weight
+    }
+    fn time_namespace(&self) -> bool {
+        self.time_ns
+    }
+    fn lookup_executable(&self, name: &str, dirs: &[&str]) -> Option<String> {
+        dirs.iter().chain(FAKE_PATH).map(|d| format!("{d}/{name}")).find(|p| self.paths.contains(p))
+    }
+    fn cgroup_processes(&self, cgroups_path: &str) -> Result<Vec<i32>, HostError> {
+        Ok(self.cgroup_procs.get(cgroups_path).cloned().unwrap_or_default())
+    }
+    fn own_init_pid(&self) -> Option<i32> {
+        self.own_init_pid
+    }
+    fn thermal_throttle_cpus(&self) -> Result<Vec<u32>, HostError> {
+        Ok(self.thermal_cpus.clone())
+    }
+    fn hostname(&self) -> String {
+        self.hostname.clone()
+    }
+    fn host_file(&self, file: HostFile) -> Result<Option<String>, HostError> {
+        Ok(self.host_files.get(&file).cloned())
+    }
+    fn read_config_file(&self, p: &str) -> Result<Option<String>, HostError> {
+        Ok(self.config_files.get(p).cloned())
     }
     fn own_capabilities(&self) -> Vec<String> {
         self.caps.clone()
@@ -148,9 +206,6 @@ impl Host for FakeHost {
     }
     fn realpath(&self, p: &str) -> Result<String, HostError> {
         Ok(self.links.get(p).cloned().unwrap_or_else(|| p.to_string()))
-    }
-    fn read_host_file(&self, p: &str) -> Result<Option<String>, HostError> {
-        Ok(self.host_files.get(p).cloned())
     }
     fn in_user_namespace(&self) -> bool {
         self.in_userns

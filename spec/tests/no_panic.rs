@@ -56,7 +56,7 @@ fn fill_never_panics_on_random_annotations() {
     let p = format!("{}/tests/fixtures/ctr_default.json", env!("CARGO_MANIFEST_DIR"));
     let base: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
     let mut h = FakeHost::default();
-    h.siblings.push(SiblingTask { id: "donor".into(), pid: 1, running: true, sandbox_id: None, shm_path: Some("/x/shm".into()) });
+    h.siblings.push(SiblingTask { id: "donor".into(), pid: 1, running: true, shm_path: Some("/x/shm".into()), ..Default::default() });
     h.devices.push(testing::FakeHost::chardev("/dev/fuse", 10, 229));
     h.paths.insert("/usr/bin/docker-init".into());
     let cfg = DaemonConfig::default();

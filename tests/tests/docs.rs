@@ -2,13 +2,14 @@
 //! spec crate accepts, each example parses, and its "CRI" column is what the shim really allows a
 //! pod (default `annotation-policy.cri = "unprivileged-only"`); the config reference lists exactly
 //! `CONFIG_KEYS`, with defaults equal to the built-in ones; the containerd snippets it shows are
-//! the ones deploy/ ships.
+//! the ones deploy/ ships. docs/RULES.md lists exactly the rule ids the spec crate implements
+//! (`RULE_FILES`), each with the files that implement it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use dockerish_spec::annotations::{self, KEYS};
 use dockerish_spec::config::CRI_OPTION_KEYS;
-use dockerish_spec::{DaemonConfig, Origin, CONFIG_KEYS};
+use dockerish_spec::{DaemonConfig, Origin, CONFIG_KEYS, RULE_FILES};
 use serde_json::{Map, Value};
 
 fn usage() -> String {
@@ -123,5 +124,56 @@ fn containerd_snippets_match_deploy() {
             assert!(doc.contains(line), "docs/USAGE.md does not show `{line}` from {f}");
         }
         assert!(doc.contains(f), "docs/USAGE.md does not name {f}");
+    }
+}
+
+fn read_doc(rel: &str) -> String {
+    std::fs::read_to_string(dockerish_tests::workspace_root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// docs/RULES.md has one row per rule id the code implements (the `IDS` tables of
+/// `dockerish_spec::RULE_FILES`) and no other; its last column names exactly the files that
+/// implement the id, and each exists.
+#[test]
+fn rules_reference_lists_every_implemented_id_and_only_those() {
+    let rows = table(&read_doc("docs/RULES.md"), "rule-ids");
+    let mut in_code: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (file, ids) in RULE_FILES {
+        assert!(dockerish_tests::workspace_root().join("spec/src").join(file).is_file(), "RULE_FILES names a missing file {file}");
+        for id in *ids {
+            in_code.entry(id).or_default().insert(file);
+        }
+    }
+    let documented = keys_of(&rows);
+    let code_ids: Vec<&str> = in_code.keys().copied().collect();
+    assert_same_set(&documented, &code_ids, "docs/RULES.md");
+    for row in &rows {
+        assert_eq!(row.len(), 4, "row {row:?}");
+        let id = code(&row[0]);
+        assert!(!row[1].is_empty() && !row[2].is_empty(), "{id}: what and when must be said");
+        let files: BTreeSet<&str> = row[3].split(", ").map(code_cell).collect();
+        assert_eq!(files, in_code[id], "{id}: files in docs/RULES.md differ from the code's IDS tables");
+    }
+}
+
+fn code_cell(cell: &str) -> &str {
+    code(cell.trim())
+}
+
+/// The docs and the example config cite only files that are in the repository (they used to
+/// point at DOCKER-RULES.md, which is not), and every relative link resolves.
+#[test]
+fn docs_cite_only_files_in_the_repository() {
+    for rel in ["docs/USAGE.md", "docs/RULES.md", "docs/RELIABILITY.md", "deploy/dockerish.toml", "README.md"] {
+        let text = read_doc(rel);
+        assert!(!text.contains("DOCKER-RULES"), "{rel} cites DOCKER-RULES.md, which is not in the repository");
+        let dir = dockerish_tests::workspace_root().join(rel).parent().unwrap().to_path_buf();
+        for link in text.split("](").skip(1).filter_map(|r| r.split(')').next()) {
+            let target = link.split('#').next().unwrap_or("");
+            if target.is_empty() || target.contains("://") {
+                continue;
+            }
+            assert!(dir.join(target).exists(), "{rel}: link to {link} does not resolve");
+        }
     }
 }

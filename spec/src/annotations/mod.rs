@@ -1,17 +1,31 @@
 //! Producer detection (§0.4) and the per-container annotation schema (§2): every
 //! `<prefix><key>` annotation is parsed with Docker's CLI grammar into [`Settings`] *before*
-//! anything is changed (§2.5.1), then gated by `annotation-policy` (§2.5.3).
+//! anything is changed (§2.5.1), then gated by `annotation-policy` (§2.5.3). NS-9: the namespace
+//! modes Docker accepts; OOM-1: the oom-score-adj range.
 
 use crate::config::{AnnotationPolicy, DaemonConfig, Origin, Policy};
 use crate::error::SpecError;
-use crate::parse::{self, DeviceMapping, DeviceRule, SecurityOpts, SeccompChoice, TmpfsMount, Ulimit};
+use crate::parse::{self, DeviceMapping, DeviceRule, ExtraHost, SecurityOpts, SeccompChoice, TmpfsMount, Ulimit};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+
+mod hostconfig;
+use hostconfig::hostconfig_pairs;
+
+/// Rule ids implemented here (docs/RULES.md is checked against them).
+pub(crate) const IDS: &[&str] = &["NS-9", "OOM-1"];
 
 /// CRI annotation keys (ECOSYSTEM §2.6).
 pub const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
 pub const CRI_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 pub const CRI_CONTAINER_NAME: &str = "io.kubernetes.cri.container-name";
+
+/// nerdctl's annotations (DOCKER-RULES §2.4): every key starts with this prefix.
+pub const NERDCTL_PREFIX: &str = "nerdctl/";
+pub const NERDCTL_NAME: &str = "nerdctl/name";
+pub const NERDCTL_PRIVILEGED: &str = "nerdctl/privileged";
+pub const NERDCTL_IPC: &str = "nerdctl/ipc";
+pub const NERDCTL_PID_CONTAINER: &str = "nerdctl/pid-container";
 
 /// Every key of §2.3 (after the prefix).
 pub const KEYS: &[&str] = &[
@@ -21,7 +35,7 @@ pub const KEYS: &[&str] = &[
     "cpu-period", "cpu-quota", "cpuset-cpus", "cpuset-mems", "cpu-rt-period", "cpu-rt-runtime",
     "memory", "memory-reservation", "memory-swap", "memory-swappiness", "oom-kill-disable",
     "blkio-weight", "user", "group-add", "domainname", "masked-paths", "readonly-paths", "name",
-    "hostconfig", "policy",
+    "hostconfig", "policy", "hostname", "dns", "dns-search", "dns-option", "add-host",
 ];
 
 /// §0.4: who wrote this spec.
@@ -33,7 +47,7 @@ pub fn detect_origin(annotations: Option<&Map<String, Value>>, namespace: &str, 
         if let Some(t) = a.get(CRI_CONTAINER_TYPE).and_then(Value::as_str) {
             return Origin::Cri { sandbox: t == "sandbox" };
         }
-        if a.keys().any(|k| k.starts_with("nerdctl/")) {
+        if a.keys().any(|k| k.starts_with(NERDCTL_PREFIX)) {
             return Origin::Nerdctl;
         }
     }
@@ -84,6 +98,11 @@ pub struct Settings {
     pub masked_paths: Option<Vec<String>>,
     pub readonly_paths: Option<Vec<String>>,
     pub name: Option<String>,
+    pub hostname: Option<String>,
+    pub dns: Option<Vec<String>>,
+    pub dns_search: Option<Vec<String>>,
+    pub dns_options: Option<Vec<String>>,
+    pub extra_hosts: Option<Vec<ExtraHost>>,
     pub policy: Option<Policy>,
     /// short key → the full annotation key that set it (errors name the real key).
     pub source: BTreeMap<&'static str, String>,
@@ -241,7 +260,12 @@ impl Settings {
                     self.readonly_paths = Some(l)
                 }
             }
-            "name" => self.name = Some(value.to_string()),
+            "name" => self.name = Some(parse::parse_container_name(value).map_err(e)?),
+            "hostname" => self.hostname = Some(parse::parse_hostname(value).map_err(e)?).filter(|h| !h.is_empty()),
+            "dns" => self.dns = Some(list()?.iter().map(|d| parse::parse_ip(d)).collect::<Result<_, _>>().map_err(e)?),
+            "dns-search" => self.dns_search = Some(list()?.iter().map(|d| parse::parse_dns_search(d)).collect::<Result<_, _>>().map_err(e)?),
+            "dns-option" => self.dns_options = Some(list()?),
+            "add-host" => self.extra_hosts = Some(list()?.iter().map(|h| parse::parse_extra_host(h)).collect::<Result<_, _>>().map_err(e)?),
             "policy" => {
                 self.policy = Some(Policy::parse(value).ok_or_else(|| e(format!("invalid policy {}: use \"fill\", \"explicit\" or \"off\"", parse::go_quote(value))))?)
             }
@@ -320,120 +344,6 @@ impl Settings {
 
 fn known(short: &str) -> Option<&'static str> {
     KEYS.iter().copied().find(|k| *k == short)
-}
-
-/// Convert `hostconfig` (moby `HostConfig` JSON field names) into (key, value) pairs in the
-/// annotation grammar, so the same parsers validate both forms. Zero/empty/null = unset, as in
-/// Docker's API.
-fn hostconfig_pairs(full: &str, value: &str) -> Result<Vec<(&'static str, String)>, SpecError> {
-    let e = |m: String| SpecError::annotation(full, m);
-    let obj: Map<String, Value> = serde_json::from_str(value).map_err(|x| e(format!("invalid HostConfig JSON: {x}")))?;
-    let mut out: Vec<(&'static str, String)> = Vec::new();
-    let scalar = |v: &Value| -> Option<String> {
-        match v {
-            Value::Null => None,
-            Value::String(s) if s.is_empty() => None,
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) if n.as_f64() == Some(0.0) => None,
-            Value::Number(n) => Some(n.to_string()),
-            Value::Bool(b) => Some(b.to_string()),
-            Value::Array(a) if a.is_empty() => None,
-            Value::Object(o) if o.is_empty() => None,
-            other => Some(other.to_string()),
-        }
-    };
-    for (field, v) in &obj {
-        let field_err = |what: &str| e(format!("HostConfig.{field}: expected {what}, got {v}"));
-        let key: &'static str = match field.as_str() {
-            "NetworkMode" => "network",
-            "IpcMode" => "ipc",
-            "PidMode" => "pid",
-            "UTSMode" => "uts",
-            "UsernsMode" => "userns",
-            "CgroupnsMode" => "cgroupns",
-            "Privileged" => "privileged",
-            "CapAdd" => "cap-add",
-            "CapDrop" => "cap-drop",
-            "SecurityOpt" => "security-opt",
-            "ReadonlyRootfs" => "read-only",
-            "DeviceCgroupRules" => "device-cgroup-rules",
-            "Sysctls" => "sysctls",
-            "CgroupParent" => "cgroup-parent",
-            "ShmSize" => "shm-size",
-            "Init" => "init",
-            "OomScoreAdj" => "oom-score-adj",
-            "PidsLimit" => "pids-limit",
-            "CpuShares" => "cpu-shares",
-            "CpuPeriod" => "cpu-period",
-            "CpuQuota" => "cpu-quota",
-            "CpusetCpus" => "cpuset-cpus",
-            "CpusetMems" => "cpuset-mems",
-            "CpuRealtimePeriod" => "cpu-rt-period",
-            "CpuRealtimeRuntime" => "cpu-rt-runtime",
-            "Memory" => "memory",
-            "MemoryReservation" => "memory-reservation",
-            "MemorySwap" => "memory-swap",
-            "MemorySwappiness" => "memory-swappiness",
-            "OomKillDisable" => "oom-kill-disable",
-            "BlkioWeight" => "blkio-weight",
-            "GroupAdd" => "group-add",
-            "MaskedPaths" => "masked-paths",
-            "ReadonlyPaths" => "readonly-paths",
-            "NanoCpus" | "NanoCPUs" => {
-                if let Some(n) = v.as_i64().filter(|n| *n != 0) {
-                    out.push(("cpus", format!("{n}/1000000000")));
-                } else if !v.is_null() && v.as_i64().is_none() {
-                    return Err(field_err("an integer"));
-                }
-                continue;
-            }
-            "Ulimits" => {
-                for u in v.as_array().into_iter().flatten() {
-                    let name = u.get("Name").and_then(Value::as_str).ok_or_else(|| field_err("[{Name,Soft,Hard}]"))?;
-                    let soft = u.get("Soft").and_then(Value::as_i64).unwrap_or(0);
-                    let hard = u.get("Hard").and_then(Value::as_i64).unwrap_or(0);
-                    out.push(("ulimits", format!("{name}={soft}:{hard}")));
-                }
-                continue;
-            }
-            "Devices" => {
-                let mut l = Vec::new();
-                for d in v.as_array().into_iter().flatten() {
-                    let g = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-                    let (h, c, p) = (g("PathOnHost"), g("PathInContainer"), g("CgroupPermissions"));
-                    let c = if c.is_empty() { h.clone() } else { c };
-                    let p = if p.is_empty() { "rwm".to_string() } else { p };
-                    l.push(format!("{h}:{c}:{p}"));
-                }
-                if !l.is_empty() {
-                    out.push(("devices", Value::from(l).to_string()));
-                }
-                continue;
-            }
-            "Tmpfs" => {
-                let mut l = Vec::new();
-                for (dest, opts) in v.as_object().into_iter().flatten() {
-                    let o = opts.as_str().unwrap_or("");
-                    l.push(if o.is_empty() { dest.clone() } else { format!("{dest}:{o}") });
-                }
-                if !l.is_empty() {
-                    out.push(("tmpfs", Value::from(l).to_string()));
-                }
-                continue;
-            }
-            other => return Err(e(format!("HostConfig field {} is not supported by this shim", parse::go_quote(other)))),
-        };
-        if let Some(s) = scalar(v) {
-            out.push((key, s));
-        }
-    }
-    // Ulimits arrive one per entry; join them into one list value.
-    let ul: Vec<String> = out.iter().filter(|(k, _)| *k == "ulimits").map(|(_, v)| v.clone()).collect();
-    out.retain(|(k, _)| *k != "ulimits");
-    if !ul.is_empty() {
-        out.push(("ulimits", Value::from(ul).to_string()));
-    }
-    Ok(out)
 }
 
 /// Collect the settings from the spec's annotations (§2.3, precedence §2.5.2) and gate them (§2.5.3).
