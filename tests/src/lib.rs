@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub mod builds;
 pub mod cmd;
 pub mod containerd;
+pub mod cri;
 pub mod events;
 pub mod image;
 pub mod matrix;
@@ -256,6 +257,16 @@ pub fn shim_path() -> PathBuf {
         );
     }
     std::fs::canonicalize(&p).unwrap_or(p)
+}
+
+/// `bash deploy/install.sh` with containerd `v` first on `PATH`, so that the script's own
+/// checks (`containerd config dump`, `config default`, `--version`) ask that containerd.
+pub fn install_script(v: Version) -> std::process::Command {
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(workspace_root().join("deploy/install.sh"));
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    cmd.env("PATH", format!("{}:{path}", v.build().bin_dir().display()));
+    cmd
 }
 
 /// Looks a program up in `PATH`.
