@@ -1,8 +1,9 @@
 //! Kubernetes path: containerd's CRI plugin drives the shim through a `dockerish` runtime
 //! handler, exactly as a kubelet would (a Rust CRI v1 client over containerd's unix socket).
 //!
-//! One private containerd 1.6 with the CRI plugin enabled (no kubelet, no crictl on this machine):
-//! - the CRI config is Debian 12's default `config.toml` edited by `deploy/install.sh`: runtime
+//! One private containerd per version of the matrix (1.6, 1.7, 2.3: `<test>::<version>`) with the
+//! CRI plugin enabled (no kubelet, no crictl on this machine):
+//! - the CRI config is the distribution's `config.toml` edited by `deploy/install.sh`: runtime
 //!   handler `dockerish` = `io.containerd.dockerish.v2`, `pod_annotations =
 //!   ["io.containerd.dockerish/*"]`, `options.ConfigPath` = the shipped `deploy/dockerish.toml`
 //!   (CRI policy `explicit`, `annotation-policy cri = unprivileged-only`);
@@ -21,17 +22,14 @@
 //! refused with an error naming the key; nothing is left behind.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dockerish_tests::{image, procs, wait_until, Containerd, Options, IMAGE};
-use k8s_cri::v1::image_service_client::ImageServiceClient;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use dockerish_tests::cri::Cri;
+use dockerish_tests::{image, matrix_tests, procs, wait_until, Containerd, Options, Version, IMAGE};
 use k8s_cri::v1::*;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tonic::transport::{Channel, Endpoint, Uri};
 
 /// The namespace the CRI plugin always uses.
 const K8S_NS: &str = "k8s.io";
@@ -43,7 +41,6 @@ const PAUSE_CMD: &[&str] = &["sh", "-c", "trap 'exit 0' TERM INT; while :; do sl
 const APP_CMD: &[&str] = &["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"];
 const HANDLER: &str = "dockerish";
 const PREFIX: &str = "io.containerd.dockerish/";
-const RPC_TIMEOUT: Duration = Duration::from_secs(90);
 
 // ---------------------------------------------------------------------------------------------
 // The pause image: the harness's busybox image with another command and name.
@@ -104,110 +101,30 @@ fn pause_image_tarball(dir: &Path) -> PathBuf {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A blocking CRI client.
+// The two calls this test makes with its own container config.
 
-struct Cri {
-    rt: tokio::runtime::Runtime,
-    runtime: RuntimeServiceClient<Channel>,
-    images: ImageServiceClient<Channel>,
-}
-
-impl Cri {
-    fn connect(socket: &str) -> Cri {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let socket = socket.to_string();
-        let channel = rt
-            .block_on(async move {
-                Endpoint::try_from("http://[::]:50051")
-                    .unwrap()
-                    .connect_with_connector(tower::service_fn(move |_: Uri| {
-                        let socket = socket.clone();
-                        async move {
-                            let s = tokio::net::UnixStream::connect(socket).await?;
-                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-                        }
-                    }))
-                    .await
-            })
-            .expect("connect to containerd's gRPC socket");
-        Cri { rt, runtime: RuntimeServiceClient::new(channel.clone()), images: ImageServiceClient::new(channel) }
-    }
-
-    fn rs(&self) -> RuntimeServiceClient<Channel> {
-        self.runtime.clone()
-    }
-
-    fn is(&self) -> ImageServiceClient<Channel> {
-        self.images.clone()
-    }
-
-    /// Runs one RPC to completion (with a deadline).
-    fn call<T>(&self, f: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>) -> Result<T, tonic::Status> {
-        self.rt
-            .block_on(async { tokio::time::timeout(RPC_TIMEOUT, f).await })
-            .map_err(|_| tonic::Status::deadline_exceeded(format!("no answer within {RPC_TIMEOUT:?}")))?
-            .map(tonic::Response::into_inner)
-    }
-
-    fn image_present(&self, name: &str) -> bool {
-        let req = ImageStatusRequest { image: Some(ImageSpec { image: name.into(), ..Default::default() }), verbose: false };
-        matches!(self.call(self.is().image_status(req)), Ok(r) if r.image.is_some())
-    }
-
-    fn ready(&self) -> Result<(), String> {
-        let st = self.call(self.rs().status(StatusRequest { verbose: false })).map_err(|e| e.to_string())?;
-        let conds = st.status.map(|s| s.conditions).unwrap_or_default();
-        let not_ready: Vec<String> =
-            conds.iter().filter(|c| !c.status).map(|c| format!("{}: {} {}", c.r#type, c.reason, c.message)).collect();
-        if conds.len() >= 2 && not_ready.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{conds:?}"))
-        }
-    }
-
-    /// The `info` JSON of a verbose status (pid, runtime spec, …).
-    fn sandbox_info(&self, id: &str) -> (PodSandboxStatus, Value) {
-        let r = self.call(self.rs().pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: id.into(), verbose: true })).unwrap();
-        let info = serde_json::from_str(r.info.get("info").map(String::as_str).unwrap_or("{}")).unwrap();
-        (r.status.expect("sandbox status"), info)
-    }
-
-    fn container_info(&self, id: &str) -> (ContainerStatus, Value) {
-        let r = self.call(self.rs().container_status(ContainerStatusRequest { container_id: id.into(), verbose: true })).unwrap();
-        let info = serde_json::from_str(r.info.get("info").map(String::as_str).unwrap_or("{}")).unwrap();
-        (r.status.expect("container status"), info)
-    }
-
-    fn exec(&self, id: &str, cmd: &[&str]) -> (i32, String, String) {
-        let req = ExecSyncRequest { container_id: id.into(), cmd: cmd.iter().map(|s| s.to_string()).collect(), timeout: 30 };
-        let r = self.call(self.rs().exec_sync(req)).unwrap_or_else(|e| panic!("ExecSync {cmd:?} in {id}: {e}"));
-        (r.exit_code, String::from_utf8_lossy(&r.stdout).into_owned(), String::from_utf8_lossy(&r.stderr).into_owned())
-    }
-
-    fn create_container(&self, sandbox: &str, sandbox_config: &PodSandboxConfig, name: &str) -> Result<String, tonic::Status> {
-        let config = ContainerConfig {
-            metadata: Some(ContainerMetadata { name: name.into(), attempt: 0 }),
-            image: Some(ImageSpec { image: IMAGE.into(), ..Default::default() }),
-            command: APP_CMD.iter().map(|s| s.to_string()).collect(),
-            log_path: format!("{name}.log"),
-            // As the kubelet does for a pod without shareProcessNamespace.
-            linux: Some(LinuxContainerConfig {
-                security_context: Some(LinuxContainerSecurityContext {
-                    namespace_options: Some(kubelet_namespaces()),
-                    ..Default::default()
-                }),
+fn create_container(cri: &Cri, sandbox: &str, sandbox_config: &PodSandboxConfig, name: &str) -> Result<String, tonic::Status> {
+    let config = ContainerConfig {
+        metadata: Some(ContainerMetadata { name: name.into(), attempt: 0 }),
+        image: Some(ImageSpec { image: IMAGE.into(), ..Default::default() }),
+        command: APP_CMD.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        // As the kubelet does for a pod without shareProcessNamespace.
+        linux: Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: Some(kubelet_namespaces()),
                 ..Default::default()
             }),
             ..Default::default()
-        };
-        let req = CreateContainerRequest { pod_sandbox_id: sandbox.into(), config: Some(config), sandbox_config: Some(sandbox_config.clone()) };
-        self.call(self.rs().create_container(req)).map(|r| r.container_id)
-    }
+        }),
+        ..Default::default()
+    };
+    let req = CreateContainerRequest { pod_sandbox_id: sandbox.into(), config: Some(config), sandbox_config: Some(sandbox_config.clone()) };
+    cri.call(cri.rs().create_container(req)).map(|r| r.container_id)
+}
 
-    fn start_container(&self, id: &str) -> Result<(), tonic::Status> {
-        self.call(self.rs().start_container(StartContainerRequest { container_id: id.into() })).map(|_| ())
-    }
+fn start_container(cri: &Cri, id: &str) -> Result<(), tonic::Status> {
+    cri.call(cri.rs().start_container(StartContainerRequest { container_id: id.into() })).map(|_| ())
 }
 
 /// The kubelet's namespace options for an ordinary pod: pod network and IPC, a PID namespace
@@ -317,33 +234,52 @@ impl Drop for PodCgroup {
 
 // ---------------------------------------------------------------------------------------------
 
-/// The CRI part of the daemon's config, made the way a node admin would: Debian 12's own
-/// `/etc/containerd/config.toml` (plus the sandbox image and CNI directory of this test), then
-/// `deploy/install.sh` registers the `dockerish` handler in it. The harness supplies `version`,
-/// root, state, sockets and the `opt` table itself, so those lines are dropped.
-fn cri_config(dir: &Path) -> String {
+/// The CRI part of the daemon's config, made the way a node admin would: the distribution's
+/// config (for 1.x Debian 12's `/etc/containerd/config.toml`, a version 2 file that declares no
+/// runtime; for 2.3 a version 4 file in 2.x's CRI plugin layout) with this test's sandbox image
+/// and CNI directory, then `deploy/install.sh` (run with that containerd on `PATH`) registers
+/// the `dockerish` handler in it. The harness puts its own root, state and sockets on top.
+fn cri_config(dir: &Path, v: Version) -> String {
     let node = dir.join("node");
     std::fs::create_dir_all(&node).unwrap();
-    let base = format!(
-        r#"version = 2
+    let cni = dir.join("cni");
+    // This machine runs the tests inside a container that may not lower OOM scores (the
+    // sandbox's -998 fails with EACCES in runc init): restrict_oom_score_adj makes CRI clamp to
+    // containerd's own score.
+    let base = if v.is_2x() {
+        format!(
+            r#"version = 4
+
+[plugins.'io.containerd.cri.v1.images'.pinned_images]
+  sandbox = '{PAUSE_IMAGE}'
+
+[plugins.'io.containerd.cri.v1.runtime']
+  netns_mounts_under_state_dir = true
+  restrict_oom_score_adj = true
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ['/usr/lib/cni']
+    conf_dir = '{cni}'
+"#,
+            cni = cni.display(),
+        )
+    } else {
+        format!(
+            r#"version = 2
 
 [plugins]
   [plugins."io.containerd.grpc.v1.cri"]
     sandbox_image = "{PAUSE_IMAGE}"
     netns_mounts_under_state_dir = true
-    # This machine runs the tests inside a container that may not lower OOM scores (the
-    # sandbox's -998 fails with EACCES in runc init); CRI then clamps to containerd's own score.
     restrict_oom_score_adj = true
     [plugins."io.containerd.grpc.v1.cri".cni]
       bin_dir = "/usr/lib/cni"
       conf_dir = "{cni}"
 "#,
-        cni = dir.join("cni").display(),
-    );
+            cni = cni.display(),
+        )
+    };
     std::fs::write(node.join("config.toml"), base).unwrap();
-    let script = dockerish_tests::workspace_root().join("deploy/install.sh");
-    let o = std::process::Command::new("bash")
-        .arg(script)
+    let o = dockerish_tests::install_script(v)
         .arg("--binary")
         .arg(dockerish_tests::shim_path())
         .arg("--prefix")
@@ -357,11 +293,12 @@ fn cri_config(dir: &Path) -> String {
         .unwrap();
     assert!(o.status.success(), "install.sh: {}", String::from_utf8_lossy(&o.stderr));
     let text = std::fs::read_to_string(node.join("config.toml")).unwrap();
-    assert!(text.contains(&format!("pod_annotations = [\"{PREFIX}*\"]")), "{text}");
-    text.lines()
-        .filter(|l| !l.trim_start().starts_with("version") && l.trim() != "[plugins]")
-        .collect::<Vec<_>>()
-        .join("\n")
+    let t: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("install.sh wrote invalid TOML ({e}):\n{text}"));
+    let plugin = if v.is_2x() { "io.containerd.cri.v1.runtime" } else { "io.containerd.grpc.v1.cri" };
+    let handler = &t["plugins"][plugin]["containerd"]["runtimes"][HANDLER];
+    assert_eq!(handler["pod_annotations"].as_array().map(|a| a.len()), Some(1), "{text}");
+    assert_eq!(handler["pod_annotations"][0].as_str(), Some(format!("{PREFIX}*").as_str()), "{text}");
+    text
 }
 
 /// Loopback only (see the module doc for why `static` follows it).
@@ -375,8 +312,9 @@ const CNI_CONFLIST: &str = r#"{
 }
 "#;
 
-#[test]
-fn pod_lifecycle_through_the_cri_plugin() {
+matrix_tests!(versions_only: pod_lifecycle_through_the_cri_plugin);
+
+fn pod_lifecycle_through_the_cri_plugin(v: Version) {
     let started = std::time::Instant::now();
     for plugin in ["loopback", "static"] {
         assert!(
@@ -394,10 +332,11 @@ fn pod_lifecycle_through_the_cri_plugin() {
     let pod_cgroup = PodCgroup { parent: format!("/kubepods/besteffort/pod{uid}") };
 
     let c = Containerd::start_with(Options {
+        version: v,
         cri: true,
         import_image: false,
         dir: Some(dir.join("c")),
-        extra_config: cri_config(&dir),
+        extra_config: cri_config(&dir, v),
         ..Options::default()
     });
     c.import_image(K8S_NS);
@@ -455,17 +394,18 @@ fn pod_lifecycle_through_the_cri_plugin() {
     let (sb_status, sb_info) = cri.sandbox_info(&sandbox);
     assert_eq!(sb_status.state, PodSandboxState::SandboxReady as i32, "{sb_status:?}");
     assert_eq!(sb_info["runtimeType"], "io.containerd.dockerish.v2", "{sb_info}");
-    assert_eq!(sb_info["runtimeHandler"], HANDLER);
+    // The status field, which every version fills (2.x dropped `runtimeHandler` from the info).
+    assert_eq!(sb_status.runtime_handler, HANDLER, "{sb_status:?}");
     assert_eq!(sb_status.network.as_ref().map(|n| n.ip.as_str()), Some("192.0.2.10"));
     let sb_pid = pid_of(&sb_info);
 
     // --- CreateContainer + StartContainer ----------------------------------------------------
-    let app = cri.create_container(&sandbox, &sandbox_config, "app").unwrap_or_else(|e| panic!("CreateContainer app: {e}"));
+    let app = create_container(&cri, &sandbox, &sandbox_config, "app").unwrap_or_else(|e| panic!("CreateContainer app: {e}"));
     c.track(K8S_NS, &app);
-    cri.start_container(&app).unwrap_or_else(|e| panic!("StartContainer app: {e}"));
-    let plain = cri.create_container(&sandbox, &sandbox_config, "plain").unwrap_or_else(|e| panic!("CreateContainer plain: {e}"));
+    start_container(&cri, &app).unwrap_or_else(|e| panic!("StartContainer app: {e}"));
+    let plain = create_container(&cri, &sandbox, &sandbox_config, "plain").unwrap_or_else(|e| panic!("CreateContainer plain: {e}"));
     c.track(K8S_NS, &plain);
-    cri.start_container(&plain).unwrap_or_else(|e| panic!("StartContainer plain: {e}"));
+    start_container(&cri, &plain).unwrap_or_else(|e| panic!("StartContainer plain: {e}"));
     let (app_status, app_info) = cri.container_info(&app);
     assert_eq!(app_status.state, ContainerState::ContainerRunning as i32, "{app_status:?}");
     let app_pid = pid_of(&app_info);
@@ -538,9 +478,9 @@ fn pod_lifecycle_through_the_cri_plugin() {
     assert!(cap_eff(plain_pid) & CAP_SYS_ADMIN == 0, "plain must not have CAP_SYS_ADMIN");
 
     // --- A privilege-raising annotation is refused, naming the key ---------------------------
-    let bad = cri.create_container(&sandbox, &sandbox_config, "bad").unwrap_or_else(|e| panic!("CreateContainer bad: {e}"));
+    let bad = create_container(&cri, &sandbox, &sandbox_config, "bad").unwrap_or_else(|e| panic!("CreateContainer bad: {e}"));
     c.track(K8S_NS, &bad);
-    let err = cri.start_container(&bad).expect_err("a cap-add pod annotation must not start a CRI container");
+    let err = start_container(&cri, &bad).expect_err("a cap-add pod annotation must not start a CRI container");
     let msg = err.message().to_string();
     assert!(
         msg.contains(&format!("annotation \"{PREFIX}bad.cap-add\"")) && msg.contains("raises privileges") && msg.contains("unprivileged-only"),
