@@ -1,7 +1,8 @@
 //! `dockerish-testenv up [--containerd VERSION] DIR` starts a private containerd in DIR (busybox
 //! image imported, our shim first in its PATH, then that containerd's own binaries), prints
 //! shell exports and leaves it running; `dockerish-testenv down DIR` stops it and removes
-//! everything it left; `dockerish-testenv versions` lists the containerd builds the tests find.
+//! everything it left; `dockerish-testenv versions [--summary]` lists the containerd builds the
+//! tests find (exit status 3 when one is missing).
 //! VERSION: `1.6` (Debian's, the default), `1.7` or `2.3` (the builds of the version matrix).
 //! The same code the integration tests use (`dockerish_tests::Containerd`).
 
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 use dockerish_tests::{Containerd, Options, Version, IMAGE};
 
 fn usage() -> ! {
-    eprintln!("usage: dockerish-testenv up [--containerd 1.6|1.7|2.3] DIR | down DIR | versions");
+    eprintln!("usage: dockerish-testenv up [--containerd 1.6|1.7|2.3] DIR | down DIR | versions [--summary]");
     std::process::exit(2)
 }
 
@@ -25,18 +26,34 @@ fn main() {
         });
         args.drain(i..i + 2);
     }
-    if args.first().map(String::as_str) == Some("versions") && args.len() == 1 {
-        let mut missing = 0;
-        for v in Version::ALL {
-            match v.try_build() {
-                Ok(b) => println!("{}: {}", v.module(), b.dir.display()),
-                Err(e) => {
-                    println!("{}: skipped, {e}", v.module());
-                    missing += 1;
+    if args.first().map(String::as_str) == Some("versions") && args.len() <= 2 {
+        let summary = match args.get(1).map(String::as_str) {
+            None => false,
+            Some("--summary") => true,
+            Some(_) => usage(),
+        };
+        let (found, missing): (Vec<Version>, Vec<Version>) = Version::ALL.into_iter().partition(|v| v.try_build().is_ok());
+        if summary {
+            let labels = |vs: &[Version]| vs.iter().map(|v| v.label()).collect::<Vec<_>>().join(", ");
+            let mut line = format!("containerd matrix: ran {}", labels(&found));
+            if !missing.is_empty() {
+                line += &format!(
+                    "; SKIPPED {} (no build in {}; set {}): their tests were ignored",
+                    labels(&missing),
+                    dockerish_tests::matrix::builds_dir().display(),
+                    dockerish_tests::builds::BUILDS_ENV
+                );
+            }
+            println!("{line}");
+        } else {
+            for v in Version::ALL {
+                match v.try_build() {
+                    Ok(b) => println!("{}: {}", v.module(), b.dir.display()),
+                    Err(e) => println!("{}: skipped, {e}", v.module()),
                 }
             }
         }
-        std::process::exit(if missing == 0 { 0 } else { 3 });
+        std::process::exit(if missing.is_empty() { 0 } else { 3 });
     }
     if args.len() != 2 {
         usage();
