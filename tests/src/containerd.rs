@@ -192,7 +192,12 @@ impl Containerd {
     /// containers: [`Containerd::shims`] lists only this namespace's shims, [`Containerd::dir`]
     /// is the namespace's own directory. Dropping it removes the namespace's containers,
     /// shims, mounts and cgroups; the daemon stays for the next test.
+    /// `DOCKERISH_OWN_CONTAINERD=1` gives every such test a daemon of its own instead.
     pub fn shared(v: Version) -> Self {
+        if std::env::var_os("DOCKERISH_OWN_CONTAINERD").is_some_and(|x| x == "1") {
+            // Every test its own daemon: to tell a shared daemon's side effects from a bug.
+            return Self::start_version(v);
+        }
         let build = v.build();
         let mut daemons = SHARED.lock().unwrap_or_else(|e| e.into_inner());
         if daemons.is_empty() {
