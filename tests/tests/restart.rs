@@ -53,7 +53,7 @@ fn survive_restart(v: Version, rt: Runtime, sig: i32) {
     assert_eq!(e.num("exit_status"), 137);
     assert!(c.wait_status(id, "STOPPED", T));
     c.ctr(&["task", "rm", id]).expect_ok();
-    ev.expect("/tasks/delete", id, T);
+    ev.expect_task_delete(v, rt, id, T);
     c.ctr(&["container", "rm", id]).expect_ok();
     c.assert_no_leftovers(id);
 }
