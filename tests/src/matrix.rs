@@ -159,4 +159,15 @@ mod tests {
         assert_eq!(Version::parse("2.2"), None);
         assert_eq!(Version::parse("1"), None);
     }
+
+    #[test]
+    fn builds_are_beside_the_checkout_unless_the_variable_says_otherwise() {
+        use crate::builds::builds_root;
+        use std::path::{Path, PathBuf};
+        let ws = Path::new("/ci/checkout");
+        assert_eq!(builds_root(ws, None), PathBuf::from("/ci/checkout/../shared/containerd"));
+        assert_eq!(builds_root(ws, Some("".into())), PathBuf::from("/ci/checkout/../shared/containerd"));
+        assert_eq!(builds_root(ws, Some("/opt/ctrd".into())), PathBuf::from("/opt/ctrd"));
+        assert_eq!(builds_root(ws, Some("builds".into())), PathBuf::from("/ci/checkout/builds"));
+    }
 }
