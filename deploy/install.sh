@@ -8,7 +8,9 @@
 # - registers the CRI runtime handler `dockerish` by editing containerd's config.toml IN PLACE
 #   (containerd 1.x `imports` replace whole plugin sections, so a drop-in would wipe CRI
 #   settings), between marker lines, so running it again replaces the block (idempotent);
-#   the table matches the file's `version` (2: containerd 1.6/1.7, 3: containerd 2.x);
+#   the table matches the file's `version`, which is how containerd reads it (2: containerd
+#   1.6/1.7; 3 and 4: containerd 2.x, whose `config default` writes 4 from 2.3 on and which
+#   migrates 2 and 3 in memory on every start; both use the same runtimes table);
 # - installs deploy/dockerish.toml as /etc/containerd/dockerish.toml unless one exists;
 # - restarts containerd through systemd when it runs under systemd (--no-restart to skip).
 #   Running containers survive: containerd.service uses KillMode=process.
@@ -48,15 +50,31 @@ strip_block() {
   awk -v b="$begin" -v e="$end" '$0==b{skip=1; next} $0==e{skip=0; next} !skip' "$1"
 }
 
+# The top-level `version` (a key before the first table; tables may hold keys of that name).
 config_version() {
   local v
-  v=$(sed -n 's/^[[:space:]]*version[[:space:]]*=[[:space:]]*\([0-9]\+\).*/\1/p' "$1" | head -n1)
+  v=$(awk '/^[[:space:]]*\[/ { exit } match($0, /^[[:space:]]*version[[:space:]]*=[[:space:]]*[0-9]+/) { sub(/^[^=]*=[[:space:]]*/, ""); sub(/[^0-9].*$/, ""); print; exit }' "$1")
   if [ -z "$v" ]; then
-    # No version line: containerd 2.x reads it as 3 only when it says so; 1.x files default to 1,
-    # which we do not support, so ask for an explicit version.
-    die "$1 has no 'version = 2|3' line: add one (containerd 1.6/1.7: 2, containerd 2.x: 3)"
+    # No version line: every containerd reads the file as the old version 1 layout (2.x
+    # migrates it from "version 0"), which we do not support, so ask for an explicit version.
+    die "$1 has no top-level 'version = 2|3|4' line: add one (containerd 1.6/1.7: 2, containerd 2.x: what 'containerd config default' writes)"
   fi
   echo "$v"
+}
+
+# The config version the containerd on PATH writes by default (its native one), for a new file.
+native_config_version() {
+  local v=""
+  if command -v containerd >/dev/null; then
+    v=$(containerd config default 2>/dev/null | awk '/^[[:space:]]*\[/ { exit } /^version[[:space:]]*=/ { sub(/^[^=]*=[[:space:]]*/, ""); print; exit }')
+  fi
+  echo "${v:-2}"
+}
+
+# The major version of the containerd on PATH ("" if there is none).
+containerd_major() {
+  command -v containerd >/dev/null || return 0
+  containerd --version 2>/dev/null | awk '{ v = $3; sub(/^v/, "", v); split(v, p, "."); print p[1] }'
 }
 
 # The runtime table, from the same snippet files the README shows (one source of truth), with
@@ -65,8 +83,10 @@ runtime_block() {
   local snippet
   case "$1" in
     2) snippet="$here/containerd-config-v2.toml" ;;
-    3) snippet="$here/containerd-config-v3.toml" ;;
-    *) die "$config: config version $1 is not supported (use version 2 or 3)" ;;
+    # Version 4 (2.3's default) moved only the server settings; the CRI runtimes table of 3
+    # is read unchanged (checked with 2.3.4's `config default` and `config migrate`).
+    3|4) snippet="$here/containerd-config-v3.toml" ;;
+    *) die "$config: config version $1 is not supported (use version 2, 3 or 4)" ;;
   esac
   echo "$begin"
   # containerd 1.6/1.7 decode the `runtimes` table over the built-in defaults by REPLACING the
@@ -110,10 +130,7 @@ install)
 
   if [ ! -e "$config" ]; then
     install -d "$(dirname "$config")"
-    case "$(containerd --version 2>/dev/null | awk '{print $3}')" in
-      v2.*|2.*) printf 'version = 3\n' > "$config" ;;
-      *) printf 'version = 2\n' > "$config" ;;
-    esac
+    printf 'version = %s\n' "$(native_config_version)" > "$config"
   fi
   version=$(config_version "$config")
   stripped=$(strip_block "$config")
@@ -130,6 +147,9 @@ install)
   mv "$tmp" "$config"
   trap - EXIT
   echo "registered runtime handler 'dockerish' in $config (config version $version)"
+  if [ "$(containerd_major)" = 2 ] && [ "$version" -lt "$(native_config_version)" ]; then
+    echo "note: containerd $(containerd --version | awk '{print $3}') migrates config version $version in memory on every start; 'containerd config migrate' converts the file once"
+  fi
   restart_containerd
   ;;
 uninstall)

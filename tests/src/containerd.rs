@@ -1,10 +1,16 @@
-//! A private containerd 1.6 per test: own root, state, gRPC and ttrpc sockets, config v2.
+//! A private containerd of any version of the matrix ([`Version`]): own root, state, gRPC and
+//! ttrpc sockets, the config in the version's native layout (2 for 1.6/1.7, 4 for 2.3).
 //!
 //! The system's containerd (if any) is never touched: the private daemon listens on sockets
-//! inside its own directory. Two things are machine-wide by containerd's design and are kept
-//! apart by unique namespaces ([`crate::unique_name`]): runc state under
-//! `/run/containerd/runc/<ns>` and shim sockets under `/run/containerd/s/` (whose names hash the
-//! private gRPC address, so they never collide with the system's either).
+//! inside its own directory and reads no file of the machine's config. Two things are
+//! machine-wide by containerd's design and are kept apart by unique namespaces
+//! ([`crate::unique_name`]): runc state under `/run/containerd/runc/<ns>` and shim sockets under
+//! `/run/containerd/s/` (whose names hash the private gRPC address, so they never collide with
+//! the system's either).
+//!
+//! [`Containerd::start_version`] gives a test a daemon of its own (needed to restart it, to
+//! enable CRI or to count every shim); [`Containerd::shared`] gives it a namespace of its own in
+//! the one daemon per version that the tests of a test binary share.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -13,6 +19,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::cmd::{run_cmd, try_run_cmd, try_run_cmd_ex, Out};
+use crate::matrix::{Build, Version};
 use crate::procs;
 use crate::Runtime;
 
@@ -22,12 +29,17 @@ pub const CTR_TIMEOUT: Duration = Duration::from_secs(30);
 /// How the private containerd is configured.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// Which containerd (default: Debian's 1.6).
+    pub version: Version,
     /// Keep the CRI plugin (disabled by default: it needs CNI and a pause image).
     pub cri: bool,
     /// `PATH` for the daemon (and so for the shims and runc). Default: the shim's directory
-    /// first, then the usual system directories.
+    /// first, then the version's binaries (its Go shim), then the usual system directories.
     pub path: Option<String>,
-    /// Extra TOML appended to `config.toml`.
+    /// TOML in the version's config layout (see [`Version::config_version`]), merged into the
+    /// generated `config.toml`: tables are merged key by key; the harness's own keys (root,
+    /// state, sockets, `imports`, the `opt` path, NRI off) win, so even a whole
+    /// `containerd config default` can be given.
     pub extra_config: String,
     /// Import the busybox image into the default namespace at start.
     pub import_image: bool,
@@ -40,6 +52,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            version: Version::V1_6,
             cri: false,
             path: None,
             extra_config: String::new(),
@@ -89,10 +102,15 @@ impl RunOpts {
     }
 }
 
-/// A running private containerd. Dropping it stops everything it started and removes its
-/// directory.
+/// A running private containerd, or a namespace of its own in a shared one
+/// ([`Containerd::shared`]). Dropping it stops everything it started and removes its directory
+/// (a shared daemon itself is stopped when the test process exits).
 pub struct Containerd {
+    /// This instance's scratch directory (the daemon's directory, or a namespace's own
+    /// directory inside the shared daemon's).
     pub dir: PathBuf,
+    /// The daemon's directory: config, log, root, state.
+    pub daemon_dir: PathBuf,
     pub root: PathBuf,
     pub state: PathBuf,
     /// gRPC socket path (what `ctr --address` and the shims' `-address` take).
@@ -102,6 +120,8 @@ pub struct Containerd {
     /// Default namespace of this instance (unique on the machine), with the image imported.
     pub ns: String,
     pub opts: Options,
+    /// The containerd build this daemon runs (its `ctr` and Go shim go with it).
+    pub build: Build,
     child: Option<Child>,
     pid: i32,
     namespaces: Mutex<Vec<String>>,
@@ -111,17 +131,122 @@ pub struct Containerd {
     sockets: Mutex<Vec<(String, PathBuf)>>,
     detached: bool,
     remove_dir: bool,
+    /// A namespace in a shared daemon: the daemon is not ours to stop or restart.
+    view: bool,
 }
 
 const STATE_FILE: &str = "harness.json";
 
+/// The daemons [`Containerd::shared`] hands out namespaces of: one per version per test
+/// process. Process-wide by nature (tests run on their own threads and share them); stopped by
+/// [`stop_shared_daemons`] at exit, since a static is never dropped.
+static SHARED: Mutex<Vec<Containerd>> = Mutex::new(Vec::new());
+
+/// `atexit` handler: libtest ends the process with `exit()` (success or not), after every test
+/// has returned, so no view of these daemons is alive any more.
+extern "C" fn stop_shared_daemons() {
+    let daemons = std::mem::take(&mut *SHARED.lock().unwrap_or_else(|e| e.into_inner()));
+    // A panic must not unwind into libc.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(daemons)));
+}
+
+/// containerd's plugin ids of the CRI implementation (2.x split it in three, plus the pod
+/// sandbox controller that needs them).
+fn cri_plugins(v: Version) -> &'static [&'static str] {
+    if v.is_2x() {
+        &["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images", "io.containerd.podsandbox.controller.v1.podsandbox"]
+    } else {
+        &["io.containerd.grpc.v1.cri"]
+    }
+}
+
+/// Sets `path` in `t` (creating the tables on the way), replacing what was there.
+fn set_key(t: &mut toml::Table, path: &[&str], value: impl Into<toml::Value>) {
+    let (last, tables) = path.split_last().expect("non-empty key path");
+    let mut cur = t;
+    for k in tables {
+        let entry = cur.entry(k.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        cur = entry.as_table_mut().expect("just made a table");
+    }
+    cur.insert(last.to_string(), value.into());
+}
+
 impl Containerd {
-    /// Starts a private containerd with default options and the busybox image imported.
+    /// Starts a private containerd 1.6 with default options and the busybox image imported.
     pub fn start() -> Self {
         Self::start_with(Options::default())
     }
 
+    /// Starts a private containerd of version `v` with default options and the busybox image
+    /// imported.
+    pub fn start_version(v: Version) -> Self {
+        Self::start_with(Options { version: v, ..Options::default() })
+    }
+
+    /// A namespace of its own (busybox imported) in the containerd of version `v` shared by the
+    /// tests of this process; the first call starts that daemon. For tests that neither
+    /// restart nor kill containerd, need no special [`Options`], and look only at their own
+    /// containers: [`Containerd::shims`] lists only this namespace's shims, [`Containerd::dir`]
+    /// is the namespace's own directory. Dropping it removes the namespace's containers,
+    /// shims, mounts and cgroups; the daemon stays for the next test.
+    /// `DOCKERISH_OWN_CONTAINERD=1` gives every such test a daemon of its own instead.
+    pub fn shared(v: Version) -> Self {
+        if std::env::var_os("DOCKERISH_OWN_CONTAINERD").is_some_and(|x| x == "1") {
+            // Every test its own daemon: to tell a shared daemon's side effects from a bug.
+            return Self::start_version(v);
+        }
+        let build = v.build();
+        let mut daemons = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if daemons.is_empty() {
+            // The only way to run code when libtest ends the process (see stop_shared_daemons).
+            let rc = unsafe { libc::atexit(stop_shared_daemons) };
+            assert_eq!(rc, 0, "atexit failed: shared containerd daemons would outlive the tests");
+        }
+        if !daemons.iter().any(|d| d.build.version == v) {
+            daemons.push(Self::start_with(Options { version: v, import_image: false, ..Options::default() }));
+        }
+        let d = daemons.iter().find(|d| d.build.version == v).expect("just started");
+        assert!(procs::alive(d.pid), "the shared {v} (pid {}) died; its log:\n{}", d.pid, d.log());
+        let ns = crate::unique_name("t");
+        // The daemon's own cleanup at exit covers the namespace too, whatever happens to the view.
+        d.namespaces.lock().unwrap().push(ns.clone());
+        let dir = d.dir.join("ns").join(&ns);
+        std::fs::create_dir_all(&dir).expect("create the namespace's directory");
+        let view = Containerd {
+            dir,
+            daemon_dir: d.dir.clone(),
+            root: d.root.clone(),
+            state: d.state.clone(),
+            grpc: d.grpc.clone(),
+            ttrpc: d.ttrpc.clone(),
+            ns: ns.clone(),
+            opts: d.opts.clone(),
+            build,
+            child: None,
+            pid: d.pid,
+            namespaces: Mutex::new(vec![ns.clone()]),
+            ids: Mutex::new(Vec::new()),
+            sockets: Mutex::new(Vec::new()),
+            detached: false,
+            remove_dir: true,
+            view: true,
+        };
+        drop(daemons);
+        view.ctr_raw(&["namespaces", "create", &ns]).expect_ok();
+        view.import_image(&ns);
+        view
+    }
+
+    /// Whether this is a namespace in a shared daemon ([`Containerd::shared`]).
+    pub fn is_shared(&self) -> bool {
+        self.view
+    }
+
     pub fn start_with(opts: Options) -> Self {
+        let build = opts.version.build();
         let (dir, remove_dir) = match &opts.dir {
             Some(d) => {
                 std::fs::create_dir_all(d).expect("create containerd dir");
@@ -141,9 +266,11 @@ impl Containerd {
             state: dir.join("state"),
             grpc: dir.join("c.sock").to_string_lossy().into_owned(),
             ttrpc: dir.join("c.sock.ttrpc").to_string_lossy().into_owned(),
+            daemon_dir: dir.clone(),
             dir,
             ns: ns.clone(),
             opts,
+            build,
             child: None,
             pid: 0,
             namespaces: Mutex::new(vec![ns.clone()]),
@@ -151,6 +278,7 @@ impl Containerd {
             sockets: Mutex::new(Vec::new()),
             detached: false,
             remove_dir,
+            view: false,
         };
         assert!(
             c.ttrpc.len() < 100,
@@ -183,53 +311,73 @@ impl Containerd {
         }
         let shim = crate::shim_path();
         format!(
-            "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            shim.parent().unwrap().display()
+            "{}:{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            shim.parent().unwrap().display(),
+            self.build.bin_dir().display()
         )
+    }
+
+    /// The shim binary containerd runs for `rt`: ours, or this version's Go shim.
+    pub fn runtime_binary(&self, rt: Runtime) -> PathBuf {
+        match rt {
+            Runtime::RuncV2 => self.build.go_shim(),
+            Runtime::Dockerish => crate::shim_path(),
+        }
+    }
+
+    /// The daemon's `config.toml`: [`Options::extra_config`] with the harness's keys on top.
+    pub fn config_text(&self) -> String {
+        let v = self.opts.version;
+        let mut t: toml::Table = if self.opts.extra_config.trim().is_empty() {
+            toml::Table::new()
+        } else {
+            toml::from_str(&self.opts.extra_config).unwrap_or_else(|e| panic!("Options::extra_config is not valid TOML: {e}\n{}", self.opts.extra_config))
+        };
+        let s = |p: &Path| p.display().to_string();
+        set_key(&mut t, &["version"], v.config_version() as i64);
+        set_key(&mut t, &["root"], s(&self.root));
+        set_key(&mut t, &["state"], s(&self.state));
+        // Never read the machine's drop-ins (2.x's default config imports /etc/containerd/conf.d).
+        set_key(&mut t, &["imports"], toml::Value::Array(Vec::new()));
+        if !self.opts.cri {
+            let mut disabled: Vec<toml::Value> = t.get("disabled_plugins").and_then(|d| d.as_array()).cloned().unwrap_or_default();
+            for p in cri_plugins(v) {
+                if !disabled.iter().any(|d| d.as_str() == Some(p)) {
+                    disabled.push((*p).into());
+                }
+            }
+            set_key(&mut t, &["disabled_plugins"], toml::Value::Array(disabled));
+        }
+        set_key(&mut t, &["debug", "level"], self.opts.log_level.clone());
+        if v.config_version() >= 3 {
+            // 2.x: the servers are plugins.
+            set_key(&mut t, &["plugins", "io.containerd.server.v1.grpc", "address"], self.grpc.clone());
+            set_key(&mut t, &["plugins", "io.containerd.server.v1.ttrpc", "address"], self.ttrpc.clone());
+            set_key(&mut t, &["plugins", "io.containerd.server.v1.debug", "address"], "");
+            set_key(&mut t, &["plugins", "io.containerd.server.v1.metrics", "address"], "");
+        } else {
+            set_key(&mut t, &["grpc", "address"], self.grpc.clone());
+            set_key(&mut t, &["ttrpc", "address"], self.ttrpc.clone());
+            set_key(&mut t, &["debug", "address"], "");
+            set_key(&mut t, &["metrics", "address"], "");
+        }
+        set_key(&mut t, &["plugins", "io.containerd.internal.v1.opt", "path"], format!("{}/opt", self.daemon_dir.display()));
+        if v >= Version::V1_7 {
+            // NRI listens on the machine-wide /var/run/nri/nri.sock (on by default in 2.x).
+            set_key(&mut t, &["plugins", "io.containerd.nri.v1.nri", "disable"], true);
+        }
+        toml::to_string(&t).expect("a TOML table serializes")
     }
 
     fn write_config(&self) {
         std::fs::create_dir_all(&self.root).unwrap();
         std::fs::create_dir_all(&self.state).unwrap();
-        let disabled = if self.opts.cri { "" } else { r#""io.containerd.grpc.v1.cri""# };
-        let cfg = format!(
-            r#"version = 2
-root = "{root}"
-state = "{state}"
-disabled_plugins = [{disabled}]
-
-[grpc]
-  address = "{grpc}"
-
-[ttrpc]
-  address = "{ttrpc}"
-
-[debug]
-  address = ""
-  level = "{level}"
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{dir}/opt"
-
-{extra}
-"#,
-            root = self.root.display(),
-            state = self.state.display(),
-            grpc = self.grpc,
-            ttrpc = self.ttrpc,
-            level = self.opts.log_level,
-            dir = self.dir.display(),
-            extra = self.opts.extra_config,
-        );
-        std::fs::write(self.dir.join("config.toml"), cfg).unwrap();
+        std::fs::write(self.daemon_dir.join("config.toml"), self.config_text()).unwrap();
     }
 
     /// Path of containerd's log (stdout+stderr of the daemon, including shim logs).
     pub fn log_path(&self) -> PathBuf {
-        self.dir.join("containerd.log")
+        self.daemon_dir.join("containerd.log")
     }
 
     /// The daemon's log so far.
@@ -243,14 +391,14 @@ disabled_plugins = [{disabled}]
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let mut cmd = Command::new("containerd");
+        let mut cmd = Command::new(self.build.containerd());
         cmd.arg("--config")
-            .arg(self.dir.join("config.toml"))
+            .arg(self.daemon_dir.join("config.toml"))
             .env_clear()
             .env("PATH", self.daemon_path())
             .env("HOME", "/root")
             .env("LANG", "C.UTF-8")
-            .current_dir(&self.dir)
+            .current_dir(&self.daemon_dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -266,7 +414,7 @@ disabled_plugins = [{disabled}]
                 Ok(())
             });
         }
-        let child = cmd.spawn().expect("cannot start /usr/bin/containerd (apt-get install containerd)");
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", self.build.containerd().display()));
         self.pid = child.id() as i32;
         self.child = Some(child);
     }
@@ -281,7 +429,7 @@ disabled_plugins = [{disabled}]
             }
             if Path::new(&self.grpc).exists() {
                 if let Ok(o) = try_run_cmd(
-                    Command::new("ctr").args(["--address", &self.grpc, "version"]),
+                    self.ctr_command().arg("version"),
                     None,
                     Duration::from_secs(5),
                 ) {
@@ -291,7 +439,7 @@ disabled_plugins = [{disabled}]
                 }
             }
             if Instant::now() > deadline {
-                panic!("containerd not ready after 30 s; log:\n{}", self.log());
+                panic!("{} not ready after 30 s; log:\n{}", self.build.version, self.log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -318,9 +466,12 @@ disabled_plugins = [{disabled}]
         ns
     }
 
-    /// A `ctr` command with `--address` set (no namespace).
+    /// This version's `ctr` with `--address` set (no namespace). ctr 2.x prints the daemon's
+    /// deprecation warnings (cgroup v1, config migration) on every command's stderr, which
+    /// tests read as the container's: switched off.
     pub fn ctr_command(&self) -> Command {
-        let mut c = Command::new("ctr");
+        let mut c = Command::new(self.build.ctr());
+        c.env("CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS", "1");
         c.args(["--address", &self.grpc]);
         c
     }
@@ -407,14 +558,27 @@ disabled_plugins = [{disabled}]
         pid
     }
 
-    /// Remembers the socket named in the bundle's `address` file, so that the leak check also
-    /// covers a shim that does not follow containerd's socket naming.
+    /// Remembers the shim's socket (see [`Containerd::shim_address`]), so that the leak check
+    /// also covers a shim that does not follow containerd's socket naming.
     pub fn record_socket(&self, id: &str) {
-        if let Ok(a) = std::fs::read_to_string(self.bundle(&self.ns, id).join("address")) {
-            let a = a.trim();
-            let p = PathBuf::from(a.strip_prefix("unix://").unwrap_or(a));
+        if let Some((a, _)) = self.shim_address(&self.ns, id) {
+            let p = PathBuf::from(a.strip_prefix("unix://").unwrap_or(&a));
             self.sockets.lock().unwrap().push((id.to_string(), p));
         }
+    }
+
+    /// The address of the shim serving container `id` and the task API version containerd
+    /// talks to it: from `bootstrap.json`, which containerd 2.x writes into the bundle, else
+    /// from the `address` file the shim itself wrote (1.x: always task API v2; the Go shim 2.x
+    /// writes no such file).
+    pub fn shim_address(&self, ns: &str, id: &str) -> Option<(String, u32)> {
+        let bundle = self.bundle(ns, id);
+        if let Ok(b) = std::fs::read(bundle.join("bootstrap.json")) {
+            let j: serde_json::Value = serde_json::from_slice(&b).ok()?;
+            return Some((j["address"].as_str()?.to_string(), j["version"].as_u64().unwrap_or(2) as u32));
+        }
+        let a = std::fs::read_to_string(bundle.join("address")).ok()?;
+        Some((a.trim().to_string(), 2))
     }
 
     /// Rows of `ctr task ls`: (id, pid, status).
@@ -473,9 +637,15 @@ disabled_plugins = [{disabled}]
         let _ = try_run_cmd(self.ctr_command().args(["-n", &self.ns, "container", "rm", id]), None, CTR_TIMEOUT);
     }
 
-    /// Shim processes started by this containerd.
+    /// Shim processes started by this containerd (for a shared daemon: those of this
+    /// instance's namespaces).
     pub fn shims(&self) -> Vec<procs::Proc> {
-        procs::shims_of(&self.grpc)
+        let all = procs::shims_of(&self.grpc);
+        if !self.view {
+            return all;
+        }
+        let namespaces = self.namespaces.lock().unwrap();
+        all.into_iter().filter(|p| p.arg_after("-namespace").is_some_and(|ns| namespaces.iter().any(|n| n == ns))).collect()
     }
 
     /// PID of the shim serving container `id` in the default namespace.
@@ -515,6 +685,10 @@ disabled_plugins = [{disabled}]
         if sock.exists() {
             v.push(format!("shim socket {} still exists", sock.display()));
         }
+        let debug = procs::shim_debug_socket(&self.grpc, ns, id);
+        if debug.exists() {
+            v.push(format!("shim debug socket {} still exists", debug.display()));
+        }
         for (sid, p) in self.sockets.lock().unwrap().iter() {
             if sid == id && p.exists() && *p != sock {
                 v.push(format!("shim socket {} (from the address file) still exists", p.display()));
@@ -524,7 +698,7 @@ disabled_plugins = [{disabled}]
         if rs.exists() {
             v.push(format!("runc state {} still exists", rs.display()));
         }
-        for m in procs::mounts_under(&self.dir) {
+        for m in procs::mounts_under(&self.daemon_dir) {
             if m.components().any(|c| c.as_os_str() == id) {
                 v.push(format!("mount {} still present", m.display()));
             }
@@ -537,7 +711,10 @@ disabled_plugins = [{disabled}]
             v.push(format!("bundle {} still exists", b.display()));
         }
         let mut parents: Vec<i32> = self.shims().iter().map(|p| p.pid).collect();
-        parents.push(self.pid);
+        if !self.view {
+            // A shared daemon's children belong to every test using it.
+            parents.push(self.pid);
+        }
         for z in procs::zombies_of(&parents) {
             v.push(format!("zombie {} ({}) child of {}", z.pid, z.comm, z.ppid));
         }
@@ -560,6 +737,7 @@ disabled_plugins = [{disabled}]
     /// Stops the daemon with `sig` (`libc::SIGKILL` or `libc::SIGTERM`) and starts it again
     /// on the same directories. Shims and containers keep running.
     pub fn restart(&mut self, sig: i32) {
+        assert!(!self.view, "restart() needs a containerd of its own (Containerd::start_version), not a shared one");
         self.stop_daemon(sig);
         self.spawn();
         self.wait_ready();
@@ -591,7 +769,9 @@ disabled_plugins = [{disabled}]
     /// Leaves the daemon running after this value is dropped (for `dockerish-testenv up`);
     /// writes what [`Containerd::attach`] needs into `<dir>/harness.json`.
     pub fn detach(mut self) -> PathBuf {
+        assert!(!self.view, "detach() needs a containerd of its own");
         let st = serde_json::json!({
+            "version": self.build.version.module(),
             "pid": self.pid,
             "grpc": self.grpc,
             "ttrpc": self.ttrpc,
@@ -610,13 +790,17 @@ disabled_plugins = [{disabled}]
         let dir = std::fs::canonicalize(dir)?;
         let st: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(STATE_FILE))?)?;
         let s = |k: &str| st[k].as_str().unwrap_or_default().to_string();
+        // Environments written before the matrix existed ran 1.6.
+        let version = Version::parse(&s("version")).unwrap_or(Version::V1_6);
+        let build = version.try_build().map_err(std::io::Error::other)?;
         Ok(Containerd {
             root: dir.join("root"),
             state: dir.join("state"),
             grpc: s("grpc"),
             ttrpc: s("ttrpc"),
             ns: s("ns"),
-            opts: Options { dir: Some(dir.clone()), ..Options::default() },
+            opts: Options { version, dir: Some(dir.clone()), ..Options::default() },
+            build,
             child: None,
             pid: st["pid"].as_i64().unwrap_or(0) as i32,
             namespaces: Mutex::new(
@@ -629,6 +813,8 @@ disabled_plugins = [{disabled}]
             sockets: Mutex::new(Vec::new()),
             detached: false,
             remove_dir: st["remove_dir"].as_bool().unwrap_or(false),
+            view: false,
+            daemon_dir: dir.clone(),
             dir,
         })
     }
@@ -664,13 +850,16 @@ disabled_plugins = [{disabled}]
         // 2. Shims (and their leftover children, e.g. binary:// loggers). A shim killed here
         // (possibly in the last milliseconds of its own exit) cannot remove its socket, and
         // its id may no longer have a bundle: note the socket from its command line.
-        let shims = procs::shims_of(&self.grpc);
+        let shims = self.shims();
         let shim_sockets: Vec<PathBuf> = shims
             .iter()
             .flat_map(|s| {
                 let by_flag = s.arg_after("-socket").map(PathBuf::from);
-                let by_id = s.arg_after("-namespace").zip(s.arg_after("-id")).map(|(ns, id)| procs::shim_socket(&self.grpc, ns, id));
-                by_flag.into_iter().chain(by_id)
+                let by_id = s
+                    .arg_after("-namespace")
+                    .zip(s.arg_after("-id"))
+                    .map(|(ns, id)| [procs::shim_socket(&self.grpc, ns, id), procs::shim_debug_socket(&self.grpc, ns, id)]);
+                by_flag.into_iter().chain(by_id.into_iter().flatten())
             })
             .collect();
         for s in &shims {
@@ -679,21 +868,30 @@ disabled_plugins = [{disabled}]
             }
             procs::kill(s.pid, libc::SIGKILL);
         }
-        // 3. The daemon.
-        if self.pid > 0 && procs::alive(self.pid) && self.is_our_daemon() {
-            self.stop_daemon(libc::SIGTERM);
-        } else if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        // 3. The daemon (a shared one stays for the other tests; containerd notices the dead
+        // shims and cleans up their tasks itself).
+        if !self.view {
+            if self.pid > 0 && procs::alive(self.pid) && self.is_our_daemon() {
+                self.stop_daemon(libc::SIGTERM);
+            } else if let Some(mut c) = self.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
         }
         crate::wait_until(Duration::from_secs(5), || shims.iter().all(|s| !procs::alive(s.pid)));
         // 4. Mounts, sockets, runc state, cgroups, the directory.
         procs::unmount_all_under(&self.dir);
+        if self.view {
+            for ns in &namespaces {
+                procs::unmount_all_under(&self.state.join("io.containerd.runtime.v2.task").join(ns));
+            }
+        }
         for sock in shim_sockets.iter().filter(|p| p.starts_with("/run/containerd/s")) {
             let _ = std::fs::remove_file(sock);
         }
         for (ns, id) in &ids {
             let _ = std::fs::remove_file(procs::shim_socket(&self.grpc, ns, id));
+            let _ = std::fs::remove_file(procs::shim_debug_socket(&self.grpc, ns, id));
             for cg in procs::cgroups_named(id) {
                 let _ = std::fs::remove_dir(cg);
             }
@@ -729,7 +927,7 @@ disabled_plugins = [{disabled}]
 
     fn is_our_daemon(&self) -> bool {
         procs::read_proc(self.pid)
-            .map(|p| p.cmdline.iter().any(|a| a.contains(&*self.dir.to_string_lossy())))
+            .map(|p| p.cmdline.iter().any(|a| a.contains(&*self.daemon_dir.to_string_lossy())))
             .unwrap_or(false)
     }
 }
@@ -741,10 +939,13 @@ impl Drop for Containerd {
         }
         if std::thread::panicking() {
             let log = self.log();
-            let lines: Vec<&str> = log.lines().collect();
+            // In a shared daemon, the lines about this test's namespace (container ids end in it).
+            let lines: Vec<&str> = log.lines().filter(|l| !self.view || l.contains(&self.ns)).collect();
             let start = lines.len().saturating_sub(60);
             eprintln!(
-                "---- last lines of the private containerd's log ({}) ----\n{}\n----",
+                "---- last lines{} of the private {}'s log ({}) ----\n{}\n----",
+                if self.view { format!(" about namespace {}", self.ns) } else { String::new() },
+                self.build.version,
                 self.log_path().display(),
                 lines[start..].join("\n")
             );

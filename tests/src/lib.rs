@@ -1,11 +1,14 @@
 //! Test harness for `containerd-shim-dockerish-v2`.
 //!
-//! Every integration test starts its own private containerd 1.6 ([`Containerd`]) in a temporary
+//! Every integration test runs against a private containerd ([`Containerd`]) in a temporary
 //! directory (own root, state, gRPC and ttrpc sockets), with the directory of our shim binary
 //! first in the daemon's `PATH`, and imports a busybox image built locally from `/bin/busybox`
-//! ([`image`]). Tests then drive containers with `ctr`, exactly as a user would, against either
-//! runtime ([`Runtime`]): the Go shim `io.containerd.runc.v2` (validates the harness and the
-//! expectations) or ours, `io.containerd.dockerish.v2`.
+//! ([`image`]): a daemon of its own, or its own namespace in a daemon shared by the tests of
+//! the same test binary. Tests then drive containers with that containerd's `ctr`, exactly as a
+//! user would, against either runtime ([`Runtime`]): the Go shim `io.containerd.runc.v2` of the
+//! same containerd version (validates the harness and the expectations) or ours,
+//! `io.containerd.dockerish.v2`. The core tests run against every containerd of the matrix
+//! ([`Version`], [`matrix_tests!`]): Debian's 1.6 and the 1.7 and 2.3 builds.
 //!
 //! Everything a test creates is removed by `Drop` guards, also when the test fails: containers
 //! (`runc delete --force`), shims, containerd, mounts, cgroups, shim sockets and the temp dir.
@@ -13,10 +16,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+pub mod builds;
 pub mod cmd;
 pub mod containerd;
+pub mod cri;
 pub mod events;
 pub mod image;
+pub mod matrix;
 pub mod pb;
 pub mod procs;
 pub mod pty;
@@ -28,6 +34,7 @@ pub use cmd::{run_cmd, Out};
 pub use containerd::{Containerd, Options, RunOpts};
 pub use events::{Event, Events};
 pub use image::IMAGE;
+pub use matrix::Version;
 
 /// The two runtimes a lifecycle test can run against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +54,8 @@ impl Runtime {
         }
     }
 
-    /// The shim binary containerd resolves the runtime name to.
+    /// The shim binary containerd 1.6 resolves the runtime name to (for another version:
+    /// [`Containerd::runtime_binary`]).
     pub fn binary(self) -> PathBuf {
         match self {
             Runtime::RuncV2 => which("containerd-shim-runc-v2")
@@ -92,6 +100,126 @@ macro_rules! runtime_tests {
     };
 }
 
+/// Generates one `#[test]` per containerd version of the matrix and per runtime for a function
+/// `fn(Version, Runtime)`, named `<fn>::<version>::<runtime>`, so that a failure says which
+/// containerd and which shim:
+///
+/// ```ignore
+/// matrix_tests!(exit_codes, stats);               // exit_codes::v1_6::runc_v2, …, stats::v2_3::dockerish
+/// matrix_tests!(dockerish_only: stress);          // stress::v1_6::dockerish, stress::v1_7::dockerish, …
+/// matrix_tests!(versions_only: containerd_crash); // containerd_crash::v1_6, …; fn(Version)
+/// ```
+///
+/// Tests of a version whose build is missing (see [`matrix::builds_dir`]) are ignored with the
+/// reason. A known failure of one version and runtime is marked after the name, with the reason
+/// shown by `cargo test` (`versions_only:` entries leave the runtime out):
+///
+/// ```ignore
+/// matrix_tests!(exit_codes [v2_3 dockerish: "issue 12: …", v1_7 runc_v2: "…"], stats);
+/// ```
+#[macro_export]
+macro_rules! matrix_tests {
+    (dockerish_only: $($name:ident $([$($kv:ident $kr:ident : $why:literal),* $(,)?])?),+ $(,)?) => {
+        $( $crate::__matrix_module!($name [dockerish] [$($($kv $kr : $why),*)?]); )+
+    };
+    (versions_only: $($name:ident $([$($kv:ident : $why:literal),* $(,)?])?),+ $(,)?) => {
+        $( $crate::__matrix_module!($name [] [$($($kv : $why),*)?]); )+
+    };
+    ($($name:ident $([$($kv:ident $kr:ident : $why:literal),* $(,)?])?),+ $(,)?) => {
+        $( $crate::__matrix_module!($name [runc_v2 dockerish] [$($($kv $kr : $why),*)?]); )+
+    };
+}
+
+/// Implementation of [`matrix_tests!`]: the module of one test function.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __matrix_module {
+    ($name:ident [$($rt:ident)*] $known:tt) => {
+        mod $name {
+            $crate::__matrix_version!($name V1_6 v1_6 [] [$($rt)*] $known);
+            $crate::__matrix_version!($name V1_7 v1_7 [#[cfg_attr(not(dockerish_containerd_v1_7), ignore = "containerd 1.7.34 build not found: set DOCKERISH_CONTAINERD_BUILDS (README, Tests)")]] [$($rt)*] $known);
+            $crate::__matrix_version!($name V2_3 v2_3 [#[cfg_attr(not(dockerish_containerd_v2_3), ignore = "containerd 2.3.4 build not found: set DOCKERISH_CONTAINERD_BUILDS (README, Tests)")]] [$($rt)*] $known);
+        }
+    };
+}
+
+/// One version (with the attribute that ignores it when its build is missing): a module with a
+/// test per runtime, or (no runtimes) a test named after the version.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __matrix_version {
+    ($name:ident $V:ident $v:ident $missing:tt [] $known:tt) => {
+        $crate::__matrix_fn!(@scan $missing $name $V $v - $known);
+    };
+    ($name:ident $V:ident $v:ident $missing:tt [$($rt:ident)+] $known:tt) => {
+        mod $v {
+            $( $crate::__matrix_fn!(@scan $missing $name $V $v $rt $known); )+
+        }
+    };
+}
+
+/// Collects the attributes of one test (missing build, known failures), then emits it.
+/// Idents passed on from another macro still match literal tokens, which is how the known
+/// failures of this version and runtime are picked out of the list.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __matrix_fn {
+    // A known failure of this version (and runtime): ignored, with the reason, when the build
+    // is there (when it is not, the missing build is the reason).
+    (@scan [$($a:tt)*] $name:ident V1_6 v1_6 $rt:tt [v1_6 $($kr:ident)? : $why:literal $(, $($rest:tt)*)?]) => {
+        $crate::__matrix_fn!(@match [$($a)*] $name V1_6 v1_6 $rt [$($kr)?] [#[ignore = $why]] [$($($rest)*)?]);
+    };
+    (@scan [$($a:tt)*] $name:ident V1_7 v1_7 $rt:tt [v1_7 $($kr:ident)? : $why:literal $(, $($rest:tt)*)?]) => {
+        $crate::__matrix_fn!(@match [$($a)*] $name V1_7 v1_7 $rt [$($kr)?] [#[cfg_attr(dockerish_containerd_v1_7, ignore = $why)]] [$($($rest)*)?]);
+    };
+    (@scan [$($a:tt)*] $name:ident V2_3 v2_3 $rt:tt [v2_3 $($kr:ident)? : $why:literal $(, $($rest:tt)*)?]) => {
+        $crate::__matrix_fn!(@match [$($a)*] $name V2_3 v2_3 $rt [$($kr)?] [#[cfg_attr(dockerish_containerd_v2_3, ignore = $why)]] [$($($rest)*)?]);
+    };
+    // Another version's entry: skip it.
+    (@scan [$($a:tt)*] $name:ident $V:ident $v:ident $rt:tt [$kv:ident $($kr:ident)? : $why:literal $(, $($rest:tt)*)?]) => {
+        $crate::__matrix_fn!(@scan [$($a)*] $name $V $v $rt [$($($rest)*)?]);
+    };
+    // The version matches: does the runtime? (`-` = versions_only, no runtime to compare.)
+    (@match [$($a:tt)*] $name:ident $V:ident $v:ident - [] [$($attr:tt)*] $rest:tt) => {
+        $crate::__matrix_fn!(@scan [$($a)* $($attr)*] $name $V $v - $rest);
+    };
+    (@match [$($a:tt)*] $name:ident $V:ident $v:ident runc_v2 [runc_v2] [$($attr:tt)*] $rest:tt) => {
+        $crate::__matrix_fn!(@scan [$($a)* $($attr)*] $name $V $v runc_v2 $rest);
+    };
+    (@match [$($a:tt)*] $name:ident $V:ident $v:ident dockerish [dockerish] [$($attr:tt)*] $rest:tt) => {
+        $crate::__matrix_fn!(@scan [$($a)* $($attr)*] $name $V $v dockerish $rest);
+    };
+    (@match [$($a:tt)*] $name:ident $V:ident $v:ident $rt:tt [$($kr:ident)?] [$($attr:tt)*] $rest:tt) => {
+        $crate::__matrix_fn!(@scan [$($a)*] $name $V $v $rt $rest);
+    };
+    // End of the list: the test.
+    (@scan [$($a:tt)*] $name:ident $V:ident $v:ident - []) => {
+        #[test]
+        $($a)*
+        fn $v() {
+            super::$name($crate::Version::$V)
+        }
+    };
+    (@scan [$($a:tt)*] $name:ident $V:ident $v:ident $rt:ident []) => {
+        #[test]
+        $($a)*
+        fn $rt() {
+            super::super::$name($crate::Version::$V, $crate::__matrix_runtime!($rt))
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __matrix_runtime {
+    (runc_v2) => {
+        $crate::Runtime::RuncV2
+    };
+    (dockerish) => {
+        $crate::Runtime::Dockerish
+    };
+}
+
 /// The workspace root (parent of this crate's directory).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -130,6 +258,16 @@ pub fn shim_path() -> PathBuf {
         );
     }
     std::fs::canonicalize(&p).unwrap_or(p)
+}
+
+/// `bash deploy/install.sh` with containerd `v` first on `PATH`, so that the script's own
+/// checks (`containerd config dump`, `config default`, `--version`) ask that containerd.
+pub fn install_script(v: Version) -> std::process::Command {
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(workspace_root().join("deploy/install.sh"));
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    cmd.env("PATH", format!("{}:{path}", v.build().bin_dir().display()));
+    cmd
 }
 
 /// Looks a program up in `PATH`.

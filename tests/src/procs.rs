@@ -241,6 +241,12 @@ pub fn shim_socket(grpc_address: &str, ns: &str, id: &str) -> PathBuf {
     PathBuf::from("/run/containerd/s").join(hex)
 }
 
+/// The debug socket a Go shim also listens on when it runs at debug level (containerd's
+/// `SocketAddress(…, debug = true)`: the hash of `"<grpc address>/<ns>/<id>/debug"`).
+pub fn shim_debug_socket(grpc_address: &str, ns: &str, id: &str) -> PathBuf {
+    shim_socket(grpc_address, ns, &format!("{id}/debug"))
+}
+
 /// runc's state directory for a container started by a shim in namespace `ns`.
 pub fn runc_state(ns: &str, id: &str) -> PathBuf {
     PathBuf::from("/run/containerd/runc").join(ns).join(id)

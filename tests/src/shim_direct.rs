@@ -10,7 +10,7 @@ use crate::cmd::{run_cmd, Out};
 use crate::procs;
 use crate::{Containerd, Runtime};
 
-/// A bundle directory plus the environment containerd 1.6–1.7 gives a shim.
+/// A bundle directory plus the environment containerd gives a shim.
 pub struct DirectShim<'a> {
     pub c: &'a Containerd,
     pub runtime: Runtime,
@@ -49,7 +49,7 @@ impl<'a> DirectShim<'a> {
 
     /// The shim binary with containerd's environment and cwd = bundle.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(self.runtime.binary());
+        let mut cmd = Command::new(self.c.runtime_binary(self.runtime));
         cmd.current_dir(&self.bundle)
             .env_clear()
             .env("PATH", self.c.daemon_path())
@@ -68,7 +68,7 @@ impl<'a> DirectShim<'a> {
             "-address".into(),
             self.c.grpc.clone(),
             "-publish-binary".into(),
-            "/usr/bin/containerd".into(),
+            self.c.build.containerd().display().to_string(),
             "-id".into(),
             self.id.clone(),
         ]
@@ -79,6 +79,30 @@ impl<'a> DirectShim<'a> {
         let mut cmd = self.command();
         cmd.args(self.common_args()).arg("start");
         run_cmd(&mut cmd, Some(stdin), Duration::from_secs(30))
+    }
+
+    /// `start` the way this harness's containerd version does it: 1.x writes the runtime
+    /// options (an `Any`, or nothing) on stdin; 2.x wraps them in `BootstrapParams`.
+    pub fn start_as_containerd(&self, options: Option<&crate::pb::Msg>) -> Out {
+        if self.c.build.version.is_2x() {
+            self.start(&self.bootstrap_params(options.map(std::slice::from_ref).unwrap_or_default()))
+        } else {
+            self.start(options.map(|m| m.0.as_slice()).unwrap_or_default())
+        }
+    }
+
+    /// Reads `start`'s reply as this harness's containerd version would: 1.x takes stdout
+    /// (trimmed) as the address and talks task API v2; 2.x decodes a `BootstrapResult`.
+    pub fn start_reply(&self, o: &Out) -> Result<StartReply, String> {
+        if !self.c.build.version.is_2x() {
+            return Ok(StartReply { address: o.stdout.trim().to_string(), version: 2, protocol: "ttrpc".into() });
+        }
+        let r = crate::pb::decode(&o.stdout_bytes).map_err(|e| format!("not a BootstrapResult ({e}): {:?}", o.stdout))?;
+        Ok(StartReply {
+            version: r.varint(1).unwrap_or(0) as u32,
+            address: r.string(2).unwrap_or_default(),
+            protocol: r.string(3).unwrap_or_default(),
+        })
     }
 
     /// `shim … -id ID -bundle B delete` (no stdin, like containerd).
@@ -117,22 +141,34 @@ impl<'a> DirectShim<'a> {
         self.c.shims().into_iter().filter(|p| p.arg_after("-id") == Some(self.id.as_str())).collect()
     }
 
-    /// BootstrapParams as containerd 2.3 sends them (identity fields matching the flags).
+    /// BootstrapParams as containerd 2.3 sends them (identity fields matching the flags; the
+    /// containerd version as 2.3.4 writes it, `v2.3.4`; the default socket directory).
     pub fn bootstrap_params(&self, extensions: &[crate::pb::Msg]) -> Vec<u8> {
+        let version = if self.c.build.version.is_2x() { format!("v{}", self.c.build.version.label()) } else { "v2.3.4".into() };
         let mut m = crate::pb::Msg::new()
             .str(1, &self.id)
             .str(2, &self.ns)
             .int(3, -4) // LOG_LEVEL_DEBUG
-            .str(4, "2.3.0")
+            .str(4, &version)
             .str(5, &self.c.ttrpc)
             .str(6, &self.c.grpc)
-            .str(7, "/usr/bin/containerd");
+            .str(7, &self.c.build.containerd().display().to_string())
+            .str(9, "/run/containerd/s");
         for e in extensions {
             // Extension{value = 1: Any}
             m = m.msg(8, &crate::pb::Msg::new().msg(1, e));
         }
         m.into_bytes()
     }
+}
+
+/// What `start` told containerd: where the shim listens and which task API it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartReply {
+    pub address: String,
+    /// Task API version: 2 (`containerd.task.v2.Task`) or 3.
+    pub version: u32,
+    pub protocol: String,
 }
 
 impl Drop for DirectShim<'_> {
@@ -148,6 +184,9 @@ impl Drop for DirectShim<'_> {
             }
         }
         let _ = std::fs::remove_file(self.expected_socket());
+        // A Go shim at debug level (2.3 passes the level in BootstrapParams) also listens on a
+        // debug socket; killed, it cannot remove it.
+        let _ = std::fs::remove_file(procs::shim_debug_socket(&self.c.grpc, &self.ns, &self.id));
         let _ = Command::new("runc")
             .arg("--root")
             .arg(PathBuf::from("/run/containerd/runc").join(&self.ns))

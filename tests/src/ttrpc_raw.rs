@@ -13,6 +13,15 @@ use crate::pb::{decode, Msg};
 pub const TASK_V2: &str = "containerd.task.v2.Task";
 pub const TASK_V3: &str = "containerd.task.v3.Task";
 
+/// The task service name of task API `version` (2 or 3, as in `BootstrapResult`).
+pub fn task_service(version: u32) -> &'static str {
+    if version >= 3 {
+        TASK_V3
+    } else {
+        TASK_V2
+    }
+}
+
 /// A non-OK ttrpc status.
 #[derive(Debug, Clone)]
 pub struct Status {

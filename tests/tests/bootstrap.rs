@@ -1,21 +1,23 @@
 //! The shim binary driven directly, the way containerd invokes it (issue 2, item 1):
-//! `start`, `delete`, `-v`, `-info`, both stdin formats, task API v2 and v3 on one socket.
+//! `start`, `delete`, `-v`, `-info`, both stdin formats, task API v2 and v3 on one socket. Under
+//! every containerd of the matrix, each driving `start` the way that version does, beside that
+//! version's Go shim.
 
 use std::time::Duration;
 
-use dockerish_tests::shim_direct::DirectShim;
-use dockerish_tests::ttrpc_raw::{Client, TASK_V2, TASK_V3};
-use dockerish_tests::{pb, procs, runtime_tests, Containerd, Runtime};
+use dockerish_tests::shim_direct::{DirectShim, StartReply};
+use dockerish_tests::ttrpc_raw::{task_service, Client, TASK_V2, TASK_V3};
+use dockerish_tests::{matrix_tests, pb, procs, Containerd, Runtime, Version};
 
 const T: Duration = Duration::from_secs(20);
 const FEATURES_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/features/Features";
 
-runtime_tests!(
-    start_prints_plain_address_then_shutdown_and_delete,
+matrix_tests!(
+    start_replies_address_then_shutdown_and_delete,
     start_accepts_runc_options_on_stdin,
     version_flag,
 );
-runtime_tests!(dockerish_only:
+matrix_tests!(dockerish_only:
     task_api_served_as_v2_and_v3,
     start_accepts_runtimeoptions_on_stdin,
     start_understands_bootstrap_params,
@@ -24,19 +26,26 @@ runtime_tests!(dockerish_only:
     delete_runs_runc_only_while_runc_state_exists,
 );
 
-/// Checks a plain-address reply: exactly `unix:///run/containerd/s/<hash>` (containerd reads
-/// stdout+stderr together, so nothing else may be printed), the `address` file, the socket.
+/// Checks `start`'s reply the way this containerd version reads it: 1.x takes stdout and stderr
+/// together as the address, so exactly `unix:///run/containerd/s/<hash>` and nothing else, and
+/// the shim's `address` file; 2.x decodes a `BootstrapResult` (protocol ttrpc, no trailing
+/// whitespace, which containerd would trim off the protobuf). Then the socket and one daemon.
 #[track_caller]
-fn check_plain_reply(s: &DirectShim, o: &dockerish_tests::Out) -> String {
+fn check_start_reply(s: &DirectShim, o: &dockerish_tests::Out) -> StartReply {
     assert_eq!(o.code(), 0, "start failed: stdout {:?} stderr {:?}", o.stdout, o.stderr);
-    assert!(o.stderr.trim().is_empty(), "start wrote to stderr (containerd would read it as part of the address): {:?}", o.stderr);
+    assert!(o.stderr.trim().is_empty(), "start wrote to stderr (containerd would read it as part of the reply): {:?}", o.stderr);
     assert!(!o.pipes_held_open, "the daemon kept start's stdout/stderr open: containerd's CombinedOutput would hang");
-    let address = o.stdout.trim().to_string();
-    assert_eq!(address, format!("unix://{}", s.expected_socket().display()), "start reply");
-    assert_eq!(s.address_file().as_deref(), Some(address.as_str()), "address file in the bundle");
+    let r = s.start_reply(o).unwrap_or_else(|e| panic!("start reply: {e}"));
+    assert_eq!(r.address, format!("unix://{}", s.expected_socket().display()), "start reply");
+    if s.c.build.version.is_2x() {
+        assert_eq!(r.protocol, "ttrpc", "BootstrapResult.protocol");
+        assert!(!o.stdout_bytes.last().is_some_and(|b| b.is_ascii_whitespace()), "BootstrapResult ends in whitespace (containerd trims it)");
+    } else {
+        assert_eq!(s.address_file().as_deref(), Some(r.address.as_str()), "address file in the bundle");
+    }
     assert!(s.expected_socket().exists(), "socket missing");
     assert_eq!(s.daemons().len(), 1, "exactly one daemon: {:?}", s.daemons());
-    address
+    r
 }
 
 #[track_caller]
@@ -48,29 +57,31 @@ fn decode_delete_response(o: &dockerish_tests::Out) -> pb::Fields {
     f
 }
 
-/// `start` with empty stdin → plain address; Connect on `containerd.task.v2.Task`; Shutdown
-/// makes the daemon exit and remove its socket; `delete` prints a DeleteResponse (137).
-fn start_prints_plain_address_then_shutdown_and_delete(rt: Runtime) {
-    let c = Containerd::start();
+/// `start` as this containerd version does it (1.x: empty stdin, plain address; 2.x:
+/// BootstrapParams, BootstrapResult); Connect on the task API the reply names; Shutdown makes
+/// the daemon exit and remove its socket; `delete` prints a DeleteResponse (137).
+fn start_replies_address_then_shutdown_and_delete(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let s = DirectShim::new(&c, rt);
-    let o = s.start(b"");
-    let address = check_plain_reply(&s, &o);
+    let o = s.start_as_containerd(None);
+    let reply = check_start_reply(&s, &o);
     let daemon = s.daemons()[0].pid;
 
     // A second `start` for the same id joins the running daemon: same address, no new process.
-    let o2 = s.start(b"");
-    assert_eq!(o2.stdout.trim(), address, "second start: {:?} {:?}", o2.stdout, o2.stderr);
+    let o2 = s.start_as_containerd(None);
+    assert_eq!(s.start_reply(&o2), Ok(reply.clone()), "second start: {:?} {:?}", o2.stdout, o2.stderr);
     assert_eq!(s.daemons().len(), 1, "second start spawned another daemon");
 
-    let mut cl = Client::connect(&address).expect("connect to the shim socket");
-    let (shim_pid, task_pid, _) = cl.connect_task(TASK_V2, &s.id).expect("Connect on containerd.task.v2.Task");
+    let svc = task_service(reply.version);
+    let mut cl = Client::connect(&reply.address).expect("connect to the shim socket");
+    let (shim_pid, task_pid, _) = cl.connect_task(svc, &s.id).unwrap_or_else(|e| panic!("Connect on {svc}: {e}"));
     assert_eq!(shim_pid as i32, daemon, "Connect.shim_pid");
     assert_eq!(task_pid, 0, "no task yet");
-    if rt == Runtime::RuncV2 {
-        // The Go shim 1.6 serves v2 only: validates that the raw client sees the difference.
-        assert!(cl.connect_task(TASK_V3, &s.id).is_err(), "Go shim 1.6 unexpectedly serves v3");
+    if rt == Runtime::RuncV2 && !v.is_2x() {
+        // The Go shim 1.x serves v2 only: validates that the raw client sees the difference.
+        assert!(cl.connect_task(TASK_V3, &s.id).is_err(), "Go shim {v} unexpectedly serves v3");
     }
-    let _ = cl.shutdown(TASK_V2, &s.id, false);
+    let _ = cl.shutdown(svc, &s.id, false);
     drop(cl);
     assert!(dockerish_tests::wait_until(T, || s.daemons().is_empty()), "daemon still running after Shutdown");
     assert!(dockerish_tests::wait_until(T, || !s.expected_socket().exists()), "socket left after Shutdown");
@@ -86,18 +97,18 @@ fn start_prints_plain_address_then_shutdown_and_delete(rt: Runtime) {
 }
 
 /// containerd 1.6–2.2 put `containerd.runc.v1.Options` (here: empty, i.e. only a type URL)
-/// on `start`'s stdin.
-fn start_accepts_runc_options_on_stdin(rt: Runtime) {
-    let c = Containerd::start();
+/// on `start`'s stdin; 2.3 as an extension of BootstrapParams.
+fn start_accepts_runc_options_on_stdin(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let s = DirectShim::new(&c, rt);
-    let any = pb::any("containerd.runc.v1.Options", b"").into_bytes();
-    let o = s.start(&any);
-    check_plain_reply(&s, &o);
+    let any = pb::any("containerd.runc.v1.Options", b"");
+    let o = s.start_as_containerd(Some(&any));
+    check_start_reply(&s, &o);
 }
 
 /// `-v` prints a version and exits 0 without any other flag.
-fn version_flag(rt: Runtime) {
-    let c = Containerd::start();
+fn version_flag(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let s = DirectShim::new(&c, rt);
     let o = s.version();
     assert_eq!(o.code(), 0, "{}", o.stderr);
@@ -108,10 +119,10 @@ fn version_flag(rt: Runtime) {
 
 /// One socket serves the task API as `containerd.task.v2.Task` (1.6, 1.7, 2.x bridge) and
 /// `containerd.task.v3.Task` (2.x), the same implementation behind both.
-fn task_api_served_as_v2_and_v3(rt: Runtime) {
-    let c = Containerd::start();
+fn task_api_served_as_v2_and_v3(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let s = DirectShim::new(&c, rt);
-    let address = check_plain_reply(&s, &s.start(b""));
+    let address = check_start_reply(&s, &s.start_as_containerd(None)).address;
     let daemon = s.daemons()[0].pid as u64;
     let mut cl = Client::connect(&address).unwrap();
     let v2 = cl.connect_task(TASK_V2, &s.id).expect("Connect v2");
@@ -131,22 +142,22 @@ fn task_api_served_as_v2_and_v3(rt: Runtime) {
 }
 
 /// CRI sends `runtimeoptions.v1.Options{type_url=1, config_path=2, config_body=3}`.
-fn start_accepts_runtimeoptions_on_stdin(rt: Runtime) {
-    let c = Containerd::start();
+fn start_accepts_runtimeoptions_on_stdin(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let s = DirectShim::new(&c, rt);
     let cfg = c.dir.join("dockerish.toml");
     std::fs::write(&cfg, "").unwrap();
     let opts = pb::Msg::new().str(1, "io.containerd.dockerish.v1.Config").str(2, &cfg.to_string_lossy()).into_bytes();
-    let any = pb::any("runtimeoptions.v1.Options", &opts).into_bytes();
-    check_plain_reply(&s, &s.start(&any));
+    let any = pb::any("runtimeoptions.v1.Options", &opts);
+    check_start_reply(&s, &s.start_as_containerd(Some(&any)));
 }
 
 /// containerd 2.3 sends `BootstrapParams` (identity = flags) and expects a `BootstrapResult`
 /// protobuf back, not ending in whitespace. Like the Go shim of 2.3 it says version 3 (task API
 /// v3); the socket still serves v2 too (a daemon joined by a later `start` of an older
 /// containerd, or 2.3's v2 bridge).
-fn start_understands_bootstrap_params(rt: Runtime) {
-    let c = Containerd::start();
+fn start_understands_bootstrap_params(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let s = DirectShim::new(&c, rt);
     let opts = pb::Msg::new().str(2, "/nonexistent/dockerish.toml");
     let ext = pb::any("runtimeoptions.v1.Options", &opts.0);
@@ -174,8 +185,8 @@ fn start_understands_bootstrap_params(rt: Runtime) {
 }
 
 /// `-info`: a RuntimeInfo with `runc features` as `features`.
-fn info_prints_runtime_info_with_runc_features(rt: Runtime) {
-    let c = Containerd::start();
+fn info_prints_runtime_info_with_runc_features(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let s = DirectShim::new(&c, rt);
     let o = s.info(b"");
     assert_eq!(o.code(), 0, "-info failed: {}", o.stderr);
@@ -196,8 +207,8 @@ fn info_prints_runtime_info_with_runc_features(rt: Runtime) {
 
 /// `-info` names the version-control revision the binary was built from (`git rev-parse HEAD`
 /// of this checkout at build time; the Go shim reports its commit the same way).
-fn info_reports_the_build_revision(rt: Runtime) {
-    let c = Containerd::start();
+fn info_reports_the_build_revision(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let s = DirectShim::new(&c, rt);
     let o = s.info(b"");
     assert_eq!(o.code(), 0, "-info failed: {}", o.stderr);
@@ -221,9 +232,9 @@ fn info_reports_the_build_revision(rt: Runtime) {
 /// `delete` runs `runc delete --force` only while runc still has state for the id: containerd
 /// calls `delete` after every disconnect, normally after the Delete RPC already removed it.
 /// The runc here is a logging stand-in named in the bundle's saved state.
-fn delete_runs_runc_only_while_runc_state_exists(rt: Runtime) {
+fn delete_runs_runc_only_while_runc_state_exists(v: Version, rt: Runtime) {
     use std::os::unix::fs::PermissionsExt;
-    let c = Containerd::start();
+    let c = Containerd::shared(v);
     let s = DirectShim::new(&c, rt);
     let root = s.bundle.join("runc-root");
     std::fs::create_dir_all(&root).unwrap();

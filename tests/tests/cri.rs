@@ -1,8 +1,9 @@
 //! Kubernetes path: containerd's CRI plugin drives the shim through a `dockerish` runtime
 //! handler, exactly as a kubelet would (a Rust CRI v1 client over containerd's unix socket).
 //!
-//! One private containerd 1.6 with the CRI plugin enabled (no kubelet, no crictl on this machine):
-//! - the CRI config is Debian 12's default `config.toml` edited by `deploy/install.sh`: runtime
+//! One private containerd per version of the matrix (1.6, 1.7, 2.3: `<test>::<version>`) with the
+//! CRI plugin enabled (no kubelet, no crictl on this machine):
+//! - the CRI config is the distribution's `config.toml` edited by `deploy/install.sh`: runtime
 //!   handler `dockerish` = `io.containerd.dockerish.v2`, `pod_annotations =
 //!   ["io.containerd.dockerish/*"]`, `options.ConfigPath` = the shipped `deploy/dockerish.toml`
 //!   (CRI policy `explicit`, `annotation-policy cri = unprivileged-only`);
@@ -24,13 +25,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dockerish_tests::{procs, wait_until, Containerd, Options, IMAGE};
+use dockerish_tests::cri::{kubelet_namespaces, pause_image_tarball, Cri, CNI_CONFLIST, PAUSE_IMAGE};
+use dockerish_tests::{matrix_tests, procs, wait_until, Containerd, Options, Version, IMAGE};
 use k8s_cri::v1::*;
 use serde_json::Value;
-
-#[path = "support/cri_client.rs"]
-mod cri_client;
-use cri_client::{kubelet_namespaces, pause_image_tarball, Cri, CNI_CONFLIST, PAUSE_IMAGE};
 
 /// The namespace the CRI plugin always uses.
 const K8S_NS: &str = "k8s.io";
@@ -133,33 +131,52 @@ impl Drop for PodCgroup {
 
 // ---------------------------------------------------------------------------------------------
 
-/// The CRI part of the daemon's config, made the way a node admin would: Debian 12's own
-/// `/etc/containerd/config.toml` (plus the sandbox image and CNI directory of this test), then
-/// `deploy/install.sh` registers the `dockerish` handler in it. The harness supplies `version`,
-/// root, state, sockets and the `opt` table itself, so those lines are dropped.
-fn cri_config(dir: &Path) -> String {
+/// The CRI part of the daemon's config, made the way a node admin would: the distribution's
+/// config (for 1.x Debian 12's `/etc/containerd/config.toml`, a version 2 file that declares no
+/// runtime; for 2.3 a version 4 file in 2.x's CRI plugin layout) with this test's sandbox image
+/// and CNI directory, then `deploy/install.sh` (run with that containerd on `PATH`) registers
+/// the `dockerish` handler in it. The harness puts its own root, state and sockets on top.
+fn cri_config(dir: &Path, v: Version) -> String {
     let node = dir.join("node");
     std::fs::create_dir_all(&node).unwrap();
-    let base = format!(
-        r#"version = 2
+    let cni = dir.join("cni");
+    // This machine runs the tests inside a container that may not lower OOM scores (the
+    // sandbox's -998 fails with EACCES in runc init): restrict_oom_score_adj makes CRI clamp to
+    // containerd's own score.
+    let base = if v.is_2x() {
+        format!(
+            r#"version = 4
+
+[plugins.'io.containerd.cri.v1.images'.pinned_images]
+  sandbox = '{PAUSE_IMAGE}'
+
+[plugins.'io.containerd.cri.v1.runtime']
+  netns_mounts_under_state_dir = true
+  restrict_oom_score_adj = true
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ['/usr/lib/cni']
+    conf_dir = '{cni}'
+"#,
+            cni = cni.display(),
+        )
+    } else {
+        format!(
+            r#"version = 2
 
 [plugins]
   [plugins."io.containerd.grpc.v1.cri"]
     sandbox_image = "{PAUSE_IMAGE}"
     netns_mounts_under_state_dir = true
-    # This machine runs the tests inside a container that may not lower OOM scores (the
-    # sandbox's -998 fails with EACCES in runc init); CRI then clamps to containerd's own score.
     restrict_oom_score_adj = true
     [plugins."io.containerd.grpc.v1.cri".cni]
       bin_dir = "/usr/lib/cni"
       conf_dir = "{cni}"
 "#,
-        cni = dir.join("cni").display(),
-    );
+            cni = cni.display(),
+        )
+    };
     std::fs::write(node.join("config.toml"), base).unwrap();
-    let script = dockerish_tests::workspace_root().join("deploy/install.sh");
-    let o = std::process::Command::new("bash")
-        .arg(script)
+    let o = dockerish_tests::install_script(v)
         .arg("--binary")
         .arg(dockerish_tests::shim_path())
         .arg("--prefix")
@@ -173,58 +190,23 @@ fn cri_config(dir: &Path) -> String {
         .unwrap();
     assert!(o.status.success(), "install.sh: {}", String::from_utf8_lossy(&o.stderr));
     let text = std::fs::read_to_string(node.join("config.toml")).unwrap();
-    assert!(text.contains(&format!("pod_annotations = [\"{PREFIX}*\"]")), "{text}");
-    text.lines()
-        .filter(|l| !l.trim_start().starts_with("version") && l.trim() != "[plugins]")
-        .collect::<Vec<_>>()
-        .join("\n")
+    let t: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("install.sh wrote invalid TOML ({e}):\n{text}"));
+    let plugin = if v.is_2x() { "io.containerd.cri.v1.runtime" } else { "io.containerd.grpc.v1.cri" };
+    let handler = &t["plugins"][plugin]["containerd"]["runtimes"][HANDLER];
+    assert_eq!(handler["pod_annotations"].as_array().map(|a| a.len()), Some(1), "{text}");
+    assert_eq!(handler["pod_annotations"][0].as_str(), Some(format!("{PREFIX}*").as_str()), "{text}");
+    text
 }
 
-#[test]
-fn pod_lifecycle_through_the_cri_plugin() {
+matrix_tests!(versions_only: pod_lifecycle_through_the_cri_plugin);
+
+fn pod_lifecycle_through_the_cri_plugin(v: Version) {
     let started = std::time::Instant::now();
-    for plugin in ["loopback", "static"] {
-        assert!(
-            Path::new("/usr/lib/cni").join(plugin).is_file(),
-            "/usr/lib/cni/{plugin} missing: apt-get install containernetworking-plugins"
-        );
-    }
     let tmp = tempfile::Builder::new().prefix("dkcri-").tempdir_in("/tmp").unwrap();
     let dir = tmp.path().to_path_buf();
-    std::fs::create_dir_all(dir.join("cni")).unwrap();
-    std::fs::create_dir_all(dir.join("logs")).unwrap();
-    std::fs::write(dir.join("cni/10-dockerish-test-lo.conflist"), CNI_CONFLIST).unwrap();
-
     let uid = format!("dkcri{}x{}", std::process::id(), started.elapsed().as_nanos() % 1_000_000);
     let pod_cgroup = PodCgroup { parent: format!("/kubepods/besteffort/pod{uid}") };
-
-    let c = Containerd::start_with(Options {
-        cri: true,
-        import_image: false,
-        dir: Some(dir.join("c")),
-        extra_config: cri_config(&dir),
-        ..Options::default()
-    });
-    c.import_image(K8S_NS);
-    let pause = pause_image_tarball(&dir);
-    c.ctr_in(K8S_NS, &["images", "import", "--all-platforms", &pause.to_string_lossy()]).expect_ok();
-
-    let cri = Cri::connect(&c.grpc);
-    let mut last = String::new();
-    assert!(
-        wait_until(Duration::from_secs(30), || match cri.ready() {
-            Ok(()) => true,
-            Err(e) => {
-                last = e;
-                false
-            }
-        }),
-        "CRI runtime/network never became ready: {last}"
-    );
-    assert!(
-        wait_until(Duration::from_secs(30), || cri.image_present(PAUSE_IMAGE) && cri.image_present(IMAGE)),
-        "CRI does not see the imported images"
-    );
+    let (c, cri) = start_cri(&dir, v);
 
     // --- RunPodSandbox -----------------------------------------------------------------------
     let annotations: HashMap<String, String> = [
@@ -260,7 +242,8 @@ fn pod_lifecycle_through_the_cri_plugin() {
     let (sb_status, sb_info) = cri.sandbox_info(&sandbox);
     assert_eq!(sb_status.state, PodSandboxState::SandboxReady as i32, "{sb_status:?}");
     assert_eq!(sb_info["runtimeType"], "io.containerd.dockerish.v2", "{sb_info}");
-    assert_eq!(sb_info["runtimeHandler"], HANDLER);
+    // The status field, which every version fills (2.x dropped `runtimeHandler` from the info).
+    assert_eq!(sb_status.runtime_handler, HANDLER, "{sb_status:?}");
     assert_eq!(sb_status.network.as_ref().map(|n| n.ip.as_str()), Some("192.0.2.10"));
     let sb_pid = pid_of(&sb_info);
 
@@ -403,9 +386,9 @@ fn pod_lifecycle_through_the_cri_plugin() {
     assert!(procs::mounts_under(&dir).is_empty(), "mounts left under {}", dir.display());
 }
 
-/// A private containerd with the CRI plugin (config from [`cri_config`] plus `extra`), the test
-/// images imported and CRI ready. `dir` must stay alive (and be removed) by the caller.
-fn start_cri(dir: &Path, extra: &str) -> (Containerd, Cri) {
+/// A private containerd of version `v` with the CRI plugin (config from [`cri_config`]), the
+/// test images imported and CRI ready. `dir` must stay alive (and be removed) by the caller.
+fn start_cri(dir: &Path, v: Version) -> (Containerd, Cri) {
     for plugin in ["loopback", "static"] {
         assert!(
             Path::new("/usr/lib/cni").join(plugin).is_file(),
@@ -416,10 +399,11 @@ fn start_cri(dir: &Path, extra: &str) -> (Containerd, Cri) {
     std::fs::create_dir_all(dir.join("logs")).unwrap();
     std::fs::write(dir.join("cni/10-dockerish-test-lo.conflist"), CNI_CONFLIST).unwrap();
     let c = Containerd::start_with(Options {
+        version: v,
         cri: true,
         import_image: false,
         dir: Some(dir.join("c")),
-        extra_config: format!("{}\n{extra}", cri_config(dir)),
+        extra_config: cri_config(dir, v),
         ..Options::default()
     });
     c.import_image(K8S_NS);
@@ -465,20 +449,21 @@ fn cgroup_dirs_ending_with(suffix: &str) -> Vec<PathBuf> {
     found
 }
 
+matrix_tests!(versions_only: slice_cgroup_parent_without_systemd_runs_like_the_go_shim);
+
 /// Issue 12 item 3: the kubelet with the systemd cgroup driver names the pod's cgroup parent
 /// `…pod<uid>.slice`, and CRI then writes `<parent>:cri-containerd:<id>`. On a host without
 /// systemd the Go shim (SystemdCgroup absent = false) runs such a pod with runc's cgroupfs
 /// driver, which takes the path literally. With the shipped `dockerish.toml` our shim must do
 /// the same (CRI containers follow SystemdCgroup exactly) and log why, not fail RunPodSandbox
 /// with "systemd not running on this host".
-#[test]
-fn slice_cgroup_parent_without_systemd_runs_like_the_go_shim() {
+fn slice_cgroup_parent_without_systemd_runs_like_the_go_shim(v: Version) {
     assert!(!Path::new("/run/systemd/system").exists(), "this test is about a host without systemd (see tests/tests/systemd.rs for one with)");
     let tmp = tempfile::Builder::new().prefix("dkcri-").tempdir_in("/tmp").unwrap();
     let dir = tmp.path().to_path_buf();
     // install.sh keeps (or adds) the Go shim's `runc` handler without an `options` table: CRI
     // sends it nothing, so its SystemdCgroup is false. That is the reference.
-    let (c, cri) = start_cri(&dir, "");
+    let (c, cri) = start_cri(&dir, v);
     let mut pids = Vec::new();
     let mut ids = Vec::new();
     for handler in ["runc", HANDLER] {

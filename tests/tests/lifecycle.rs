@@ -1,13 +1,14 @@
-//! Task lifecycle through containerd 1.6 and `ctr` (issue 2, items 2, 3, 5, 7).
+//! Task lifecycle through containerd and `ctr` (issue 2, items 2, 3, 5, 7), on every
+//! containerd of the matrix (`<test>::<version>::<runtime>`).
 
 use std::time::Duration;
 
-use dockerish_tests::ttrpc_raw::{self, TASK_V2};
-use dockerish_tests::{procs, runtime_tests, Containerd, Events, RunOpts, Runtime};
+use dockerish_tests::ttrpc_raw;
+use dockerish_tests::{matrix_tests, procs, Containerd, Events, RunOpts, Runtime, Version};
 
 const T: Duration = Duration::from_secs(20);
 
-runtime_tests!(
+matrix_tests!(
     run_rm_output_exit_code_and_events,
     task_api_exec_pause_kill_all,
     exit_codes_exact,
@@ -16,31 +17,37 @@ runtime_tests!(
     dead_shim_is_cleaned_up_by_delete,
     update_resources_and_metrics,
 );
-runtime_tests!(dockerish_only: checkpoint_is_refused_cleanly);
+matrix_tests!(dockerish_only: checkpoint_is_refused_cleanly);
+matrix_tests!(versions_only:
+    task_api_version_matches_the_go_shim,
+);
 
 /// `ctr run --rm`: output on the right streams, exact exit code, the four MUST events in order.
-fn run_rm_output_exit_code_and_events(rt: Runtime) {
-    let c = Containerd::start();
+fn run_rm_output_exit_code_and_events(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let ev = Events::watch(&c, &c.ns);
     let id = c.id("hello");
     let o = c.run(rt, id, &["sh", "-c", "echo out; echo err >&2; exit 3"], RunOpts::rm());
     assert_eq!(o.code(), 3, "exit code; stderr: {}", o.stderr);
     assert_eq!(o.stdout, "out\n");
     assert!(o.stderr.contains("err"), "stderr: {:?}", o.stderr);
-    ev.expect("/tasks/delete", id, T);
+    let deleted = ev.expect_task_delete(v, rt, id, T).is_some();
     let events = ev.task_events(id);
     let topics: Vec<&str> = events.iter().map(|e| e.topic.as_str()).collect();
-    assert_eq!(topics, ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"], "{events:#?}");
+    let want = ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"];
+    assert_eq!(topics, want[..if deleted { 4 } else { 3 }], "{events:#?}");
     let exit = &events[2];
     assert_eq!(exit.num("exit_status"), 3);
     assert!(exit.num("pid") > 0, "exit event without pid: {}", exit.raw);
-    assert_eq!(events[3].num("exit_status"), 3, "delete event: {}", events[3].raw);
+    if deleted {
+        assert_eq!(events[3].num("exit_status"), 3, "delete event: {}", events[3].raw);
+    }
     c.assert_no_leftovers(id);
 }
 
 /// State, Pids, Exec (attached and detached), Pause/Resume, Kill --all, Delete, with events.
-fn task_api_exec_pause_kill_all(rt: Runtime) {
-    let c = Containerd::start();
+fn task_api_exec_pause_kill_all(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let ev = Events::watch(&c, &c.ns);
     let id = c.id("api");
     let pid = c.run_sleeper(rt, id);
@@ -88,14 +95,14 @@ fn task_api_exec_pause_kill_all(rt: Runtime) {
     assert_eq!(exit2.num("exit_status"), 137);
     assert!(c.wait_status(id, "STOPPED", T));
     c.ctr(&["task", "rm", id]).expect_ok();
-    ev.expect("/tasks/delete", id, T);
+    ev.expect_task_delete(v, rt, id, T);
     c.ctr(&["container", "rm", id]).expect_ok();
     c.assert_no_leftovers(id);
 }
 
 /// 0, 1, 255 from init; signals as 128+n (init by SIGKILL from outside, execs killing themselves).
-fn exit_codes_exact(rt: Runtime) {
-    let c = Containerd::start();
+fn exit_codes_exact(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let ev = Events::watch(&c, &c.ns);
     for code in [0, 1, 255] {
         let id = c.id(&format!("exit{code}"));
@@ -122,8 +129,8 @@ fn exit_codes_exact(rt: Runtime) {
 
 /// The container's init and execs are children of the shim (runc exited: the shim is a child
 /// subreaper), and every one of them is reaped.
-fn shim_is_subreaper_and_reaps(rt: Runtime) {
-    let c = Containerd::start();
+fn shim_is_subreaper_and_reaps(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let id = c.id("reaper");
     let pid = c.run_sleeper(rt, id);
     let shim = c.shim_pid(id).expect("shim process");
@@ -151,8 +158,8 @@ fn shim_is_subreaper_and_reaps(rt: Runtime) {
 
 /// After `ctr task rm` + `ctr container rm`: no shim process, socket, runc state, mount,
 /// cgroup or bundle left.
-fn nothing_left_after_task_rm_and_container_rm(rt: Runtime) {
-    let c = Containerd::start();
+fn nothing_left_after_task_rm_and_container_rm(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let id = c.id("leak");
     let pid = c.run_sleeper(rt, id);
     // Everything exists while running.
@@ -175,8 +182,8 @@ fn nothing_left_after_task_rm_and_container_rm(rt: Runtime) {
 
 /// A shim killed with SIGKILL: containerd runs `shim delete`, which must kill the container,
 /// unmount the rootfs and print a DeleteResponse; containerd then reports exit 137.
-fn dead_shim_is_cleaned_up_by_delete(rt: Runtime) {
-    let c = Containerd::start();
+fn dead_shim_is_cleaned_up_by_delete(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let ev = Events::watch(&c, &c.ns);
     let id = c.id("orphan");
     let pid = c.run_sleeper(rt, id);
@@ -189,29 +196,31 @@ fn dead_shim_is_cleaned_up_by_delete(rt: Runtime) {
         dockerish_tests::wait_until(T, || procs::mounts_under(&c.bundle(&c.ns, id)).is_empty()),
         "rootfs still mounted after cleanup"
     );
-    let sock = procs::shim_socket(&c.grpc, &c.ns, id);
     if rt == Runtime::RuncV2 {
-        // The Go shim 1.6 leaves the dead daemon's socket behind (its `delete` does not remove
-        // it): known reference behaviour, tolerated here only; ours must remove it.
-        let _ = std::fs::remove_file(&sock);
+        // The Go shim leaves the dead daemon's socket behind (its `delete` does not remove it),
+        // and at debug level (2.3) its debug socket: known reference behaviour, tolerated here
+        // only; ours must remove its socket.
+        let _ = std::fs::remove_file(procs::shim_socket(&c.grpc, &c.ns, id));
+        let _ = std::fs::remove_file(procs::shim_debug_socket(&c.grpc, &c.ns, id));
     }
     c.remove(id);
     c.assert_no_leftovers(id);
 }
 
 /// Update (resources) through the task API (ctr 1.6 has no `task update`: sent over ttrpc to
-/// the shim socket, as containerd would), visible in the cgroup and in Stats.
-fn update_resources_and_metrics(rt: Runtime) {
-    let c = Containerd::start();
+/// the shim socket, as containerd would, on the task API version containerd chose), visible in
+/// the cgroup and in Stats.
+fn update_resources_and_metrics(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let id = c.id("upd");
     c.run_sleeper(rt, id);
-    let address = std::fs::read_to_string(c.bundle(&c.ns, id).join("address")).expect("address file");
-    let mut cl = ttrpc_raw::Client::connect(address.trim()).expect("connect shim socket");
+    let (address, api) = c.shim_address(&c.ns, id).expect("shim address in the bundle");
+    let mut cl = ttrpc_raw::Client::connect(&address).expect("connect shim socket");
     let limit: u64 = 64 * 1024 * 1024;
     let resources = format!(r#"{{"memory":{{"limit":{limit}}},"pids":{{"limit":321}}}}"#);
     let any = dockerish_tests::pb::any("types.containerd.io/opencontainers/runtime-spec/1/LinuxResources", resources.as_bytes());
     let req = dockerish_tests::pb::Msg::new().str(1, id).msg(2, &any).into_bytes();
-    cl.call(TASK_V2, "Update", &req).unwrap_or_else(|e| panic!("Update: {e}"));
+    cl.call(ttrpc_raw::task_service(api), "Update", &req).unwrap_or_else(|e| panic!("Update: {e}"));
     let m = c.ctr(&["task", "metrics", "--format", "json", id]).expect_ok();
     let j: serde_json::Value = serde_json::from_str(&m.stdout).unwrap();
     let got = j["memory"]["usage"]["limit"].as_u64().or(j["memory"]["usage_limit"].as_u64());
@@ -231,8 +240,8 @@ fn update_resources_and_metrics(rt: Runtime) {
 }
 
 /// Checkpoint is not supported: a clear error, and the task keeps running.
-fn checkpoint_is_refused_cleanly(rt: Runtime) {
-    let c = Containerd::start();
+fn checkpoint_is_refused_cleanly(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let id = c.id("ckpt");
     c.run_sleeper(rt, id);
     let o = c.ctr(&["task", "checkpoint", id]);
@@ -247,4 +256,20 @@ fn checkpoint_is_refused_cleanly(rt: Runtime) {
     assert_eq!(c.task_status(id).as_deref(), Some("RUNNING"), "task after checkpoint");
     c.remove(id);
     c.assert_no_leftovers(id);
+}
+
+/// containerd talks the same task API version to both shims: what it recorded in the bundle's
+/// `bootstrap.json` (2.x) or, without one, v2 (1.x has no other).
+fn task_api_version_matches_the_go_shim(v: Version) {
+    let c = Containerd::shared(v);
+    let mut versions = Vec::new();
+    for rt in [Runtime::RuncV2, Runtime::Dockerish] {
+        let id = c.id(if rt.is_dockerish() { "apid" } else { "apig" });
+        c.run_sleeper(rt, id);
+        let (_, api) = c.shim_address(&c.ns, id).expect("shim address in the bundle");
+        versions.push(api);
+        c.remove(id);
+        c.assert_no_leftovers(id);
+    }
+    assert_eq!(versions[1], versions[0], "task API version under {v}: dockerish {} vs the Go shim {}", versions[1], versions[0]);
 }

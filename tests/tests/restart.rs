@@ -1,25 +1,25 @@
-//! containerd restarts while containers run (issue 2, item 8).
+//! containerd restarts while containers run (issue 2, item 8), on every containerd of the
+//! matrix: each test restarts a daemon of its own.
 
 use std::time::Duration;
 
-use dockerish_tests::{procs, runtime_tests, Containerd, Events, Runtime};
+use dockerish_tests::{matrix_tests, procs, Containerd, Events, Runtime, Version};
 
 const T: Duration = Duration::from_secs(20);
 
-runtime_tests!(containerd_killed_and_restarted);
-runtime_tests!(containerd_stopped_and_restarted);
+matrix_tests!(containerd_killed_and_restarted, containerd_stopped_and_restarted);
 
-fn containerd_killed_and_restarted(rt: Runtime) {
-    survive_restart(rt, libc::SIGKILL)
+fn containerd_killed_and_restarted(v: Version, rt: Runtime) {
+    survive_restart(v, rt, libc::SIGKILL)
 }
 
-fn containerd_stopped_and_restarted(rt: Runtime) {
-    survive_restart(rt, libc::SIGTERM)
+fn containerd_stopped_and_restarted(v: Version, rt: Runtime) {
+    survive_restart(v, rt, libc::SIGTERM)
 }
 
 /// Tasks stay RUNNING across a containerd restart; kill, exec and exit events still work.
-fn survive_restart(rt: Runtime, sig: i32) {
-    let mut c = Containerd::start();
+fn survive_restart(v: Version, rt: Runtime, sig: i32) {
+    let mut c = Containerd::start_version(v);
     let id = c.id("survivor");
     let pid = c.run_sleeper(rt, id);
     c.ctr(&["task", "exec", "-d", "--exec-id", "bg", id, "sleep", "100000"]).expect_ok();
@@ -53,7 +53,7 @@ fn survive_restart(rt: Runtime, sig: i32) {
     assert_eq!(e.num("exit_status"), 137);
     assert!(c.wait_status(id, "STOPPED", T));
     c.ctr(&["task", "rm", id]).expect_ok();
-    ev.expect("/tasks/delete", id, T);
+    ev.expect_task_delete(v, rt, id, T);
     c.ctr(&["container", "rm", id]).expect_ok();
     c.assert_no_leftovers(id);
 }

@@ -1,15 +1,21 @@
-//! Stdio: fifos, `file://` and `binary://` log URIs, terminals, CloseIO, flushing (issue 2, item 4).
+//! Stdio: fifos, `file://` and `binary://` log URIs, terminals, CloseIO, flushing (issue 2, item 4),
+//! on every containerd of the matrix.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Duration;
 
 use dockerish_tests::pty::run_in_pty;
-use dockerish_tests::{runtime_tests, Containerd, Events, RunOpts, Runtime, IMAGE};
+use dockerish_tests::{matrix_tests, Containerd, Events, RunOpts, Runtime, Version, IMAGE};
 
 const T: Duration = Duration::from_secs(20);
 
-runtime_tests!(
+/// Shell that waits (up to 10 s) until the console has a size: ctr sends ResizePty only after
+/// the task started, so a fixed sleep loses the race on a loaded machine. (busybox `stty size`
+/// prints nothing while the size is unset.)
+const WAIT_FOR_SIZE: &str = "i=0; until s=$(stty size 2>/dev/null); [ -n \"$s\" ] && [ \"$s\" != \"0 0\" ] || [ $i -ge 100 ]; do sleep 0.1; i=$((i+1)); done";
+
+matrix_tests!(
     terminal_run_resize_and_input,
     terminal_exec_resize,
     stdin_eof_closes_io,
@@ -27,12 +33,12 @@ fn ctr_cmd(c: &Containerd, args: &[&str]) -> Command {
 
 /// `ctr run -t`: a console from runc's console socket, its size set by ResizePty, input typed
 /// on the terminal reaches the container, the exit code comes back.
-fn terminal_run_resize_and_input(rt: Runtime) {
-    let c = Containerd::start();
+fn terminal_run_resize_and_input(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let id = c.id("tty1");
     let cmd = ctr_cmd(
         &c,
-        &["run", "-t", "--rm", "--runtime", rt.name(), IMAGE, id, "sh", "-c", "sleep 1; tty; stty size; [ -t 0 ] && echo STDIN-IS-TTY"],
+        &["run", "-t", "--rm", "--runtime", rt.name(), IMAGE, id, "sh", "-c", &format!("{WAIT_FOR_SIZE}; tty; stty size; [ -t 0 ] && echo STDIN-IS-TTY")],
     );
     let o = run_in_pty(cmd, 37, 111, None, T);
     assert_eq!(o.code, 0, "ctr run -t failed: {}", o.output);
@@ -51,11 +57,11 @@ fn terminal_run_resize_and_input(rt: Runtime) {
 }
 
 /// `ctr task exec -t`: an exec with its own console and size.
-fn terminal_exec_resize(rt: Runtime) {
-    let c = Containerd::start();
+fn terminal_exec_resize(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let id = c.id("ttyexec");
     c.run_sleeper(rt, id);
-    let cmd = ctr_cmd(&c, &["task", "exec", "-t", "--exec-id", "t1", id, "sh", "-c", "sleep 1; stty size; tty; exit 3"]);
+    let cmd = ctr_cmd(&c, &["task", "exec", "-t", "--exec-id", "t1", id, "sh", "-c", &format!("{WAIT_FOR_SIZE}; stty size; tty; exit 3")]);
     let o = run_in_pty(cmd, 20, 60, None, T);
     assert!(o.output.contains("20 60"), "exec console size: {:?}", o.output);
     assert!(o.output.contains("/dev/pts/"), "{:?}", o.output);
@@ -66,8 +72,8 @@ fn terminal_exec_resize(rt: Runtime) {
 
 /// Stdin through fifos; EOF on ctr's stdin becomes CloseIO and the process sees EOF, for the
 /// init process and for an exec.
-fn stdin_eof_closes_io(rt: Runtime) {
-    let c = Containerd::start();
+fn stdin_eof_closes_io(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let input = "hello\nworld\n".repeat(1000);
     let id = c.id("catstdin");
     let o = c.run(rt, id, &["cat"], RunOpts::rm().stdin(input.clone()).timeout(T));
@@ -86,8 +92,8 @@ fn stdin_eof_closes_io(rt: Runtime) {
 }
 
 /// `--log-uri file:///…`: stdout and stderr go to the file.
-fn log_uri_file(rt: Runtime) {
-    let c = Containerd::start();
+fn log_uri_file(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let log = c.dir.join("file-log.txt");
     let id = c.id("flog");
     let o = c.run(
@@ -97,15 +103,22 @@ fn log_uri_file(rt: Runtime) {
         RunOpts::rm().flag("--log-uri").flag(format!("file://{}", log.display())),
     );
     assert_eq!(o.code(), 4, "{}", o.stderr);
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(text.contains("to-out") && text.contains("to-err"), "log file content: {text:?}");
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    if rt == Runtime::RuncV2 && v >= Version::V1_7 {
+        // The Go shim 1.7 and 2.x lose one of the two streams now and then when the machine is
+        // busy (measured under 1.7.34: 2 of 16 parallel runs had only "to-out"; ours 0 of 16):
+        // for that reference, one stream is enough to show the file was written.
+        assert!(dockerish_tests::wait_until(T, || text().contains("to-out") || text().contains("to-err")), "log file content: {:?}", text());
+    } else {
+        assert!(text().contains("to-out") && text().contains("to-err"), "log file content: {:?}", text());
+    }
     c.assert_no_leftovers(id);
 }
 
 /// `--log-uri binary:///…`: the logger gets stdout on fd 3, stderr on fd 4, signals readiness
 /// by closing fd 5, and sees CONTAINER_ID / CONTAINER_NAMESPACE.
-fn log_uri_binary(rt: Runtime) {
-    let c = Containerd::start();
+fn log_uri_binary(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let dir = c.dir.join("logger");
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("logger.sh");
@@ -130,8 +143,8 @@ fn log_uri_binary(rt: Runtime) {
 }
 
 /// 2.2 MB through the stdout fifo, then exit: ctr receives every byte.
-fn output_fully_delivered_through_fifos(rt: Runtime) {
-    let c = Containerd::start();
+fn output_fully_delivered_through_fifos(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let id = c.id("big");
     let o = c.run(rt, id, &["sh", "-c", "yes 0123456789 | head -n 200000; echo END; exit 2"], RunOpts::rm().timeout(T));
     assert_eq!(o.code(), 2, "{}", o.stderr);
@@ -141,8 +154,8 @@ fn output_fully_delivered_through_fifos(rt: Runtime) {
 }
 
 /// With a `file://` log, the whole output is in the file when `/tasks/exit` is published.
-fn output_flushed_before_task_exit(rt: Runtime) {
-    let c = Containerd::start();
+fn output_flushed_before_task_exit(v: Version, rt: Runtime) {
+    let c = Containerd::shared(v);
     let ev = Events::watch(&c, &c.ns);
     let log = c.dir.join("flush.txt");
     let id = c.id("flush");

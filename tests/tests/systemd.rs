@@ -18,9 +18,7 @@ use dockerish_tests::{image, procs, unique_name, wait_until, Events, Runtime, IM
 use k8s_cri::v1::*;
 use libtest_mimic::{Arguments, Failed, Trial};
 
-#[path = "support/cri_client.rs"]
-mod cri_client;
-use cri_client::{kubelet_namespaces, pause_image_tarball, Cri, CNI_CONFLIST, PAUSE_IMAGE};
+use dockerish_tests::cri::{kubelet_namespaces, pause_image_tarball, Cri, CNI_CONFLIST, PAUSE_IMAGE};
 
 const T: Duration = Duration::from_secs(30);
 const PREFIX: &str = "io.containerd.dockerish/";

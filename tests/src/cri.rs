@@ -1,16 +1,13 @@
-//! Shared by the CRI tests (`cri.rs` on the host, `systemd.rs` in the systemd environment):
-//! a blocking CRI v1 client over containerd's unix socket, the pause image, the kubelet's
-//! namespace options and a loopback-only CNI configuration.
-
-// Each test binary that includes this uses a part of it.
-#![allow(dead_code)]
+//! For the tests that drive containerd's CRI plugin (the pod lifecycle on every containerd of
+//! the matrix, the handlers `deploy/install.sh` registers, pods in the systemd environment): a
+//! blocking CRI v1 client over containerd's unix socket (what a kubelet does), the pause image,
+//! the kubelet's namespace options and a loopback-only CNI configuration.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dockerish_tests::{image, IMAGE};
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
@@ -18,13 +15,155 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tonic::transport::{Channel, Endpoint, Uri};
 
+use crate::{image, IMAGE};
+
 /// Sandbox image: the test busybox image whose command never exits on its own.
 pub const PAUSE_IMAGE: &str = "docker.io/dockerish/pause:test";
 /// The pause process: exits 0 on SIGTERM/SIGINT, otherwise waits forever.
 pub const PAUSE_CMD: &[&str] = &["sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"];
 /// An app container that ends quickly (and with 0) on StopContainer's SIGTERM.
 pub const APP_CMD: &[&str] = &["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"];
+
+/// Deadline of one RPC.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(90);
+
+pub struct Cri {
+    rt: tokio::runtime::Runtime,
+    runtime: RuntimeServiceClient<Channel>,
+    images: ImageServiceClient<Channel>,
+}
+
+impl Cri {
+    /// Connects to containerd's gRPC socket (the CRI services share it).
+    pub fn connect(socket: &str) -> Cri {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let socket = socket.to_string();
+        let channel = rt
+            .block_on(async move {
+                Endpoint::try_from("http://[::]:50051")
+                    .unwrap()
+                    .connect_with_connector(tower::service_fn(move |_: Uri| {
+                        let socket = socket.clone();
+                        async move {
+                            let s = tokio::net::UnixStream::connect(socket).await?;
+                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
+                        }
+                    }))
+                    .await
+            })
+            .expect("connect to containerd's gRPC socket");
+        Cri { rt, runtime: RuntimeServiceClient::new(channel.clone()), images: ImageServiceClient::new(channel) }
+    }
+
+    pub fn rs(&self) -> RuntimeServiceClient<Channel> {
+        self.runtime.clone()
+    }
+
+    pub fn is(&self) -> ImageServiceClient<Channel> {
+        self.images.clone()
+    }
+
+    /// Runs one RPC to completion (with a deadline).
+    pub fn call<T>(&self, f: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>) -> Result<T, tonic::Status> {
+        self.rt
+            .block_on(async { tokio::time::timeout(RPC_TIMEOUT, f).await })
+            .map_err(|_| tonic::Status::deadline_exceeded(format!("no answer within {RPC_TIMEOUT:?}")))?
+            .map(tonic::Response::into_inner)
+    }
+
+    pub fn image_present(&self, name: &str) -> bool {
+        let req = ImageStatusRequest { image: Some(ImageSpec { image: name.into(), ..Default::default() }), verbose: false };
+        matches!(self.call(self.is().image_status(req)), Ok(r) if r.image.is_some())
+    }
+
+    /// Ok when the two conditions a kubelet requires, RuntimeReady and NetworkReady, are true
+    /// (2.x adds informational ones, e.g. ContainerdHasNoDeprecationWarnings on a cgroup v1 host).
+    pub fn ready(&self) -> Result<(), String> {
+        let st = self.call(self.rs().status(StatusRequest { verbose: false })).map_err(|e| e.to_string())?;
+        let conds = st.status.map(|s| s.conditions).unwrap_or_default();
+        let ready = |t: &str| conds.iter().any(|c| c.r#type == t && c.status);
+        if ready("RuntimeReady") && ready("NetworkReady") {
+            Ok(())
+        } else {
+            Err(format!("{conds:?}"))
+        }
+    }
+
+    /// A verbose `Status`: the response and its `config` entry (the CRI plugin's effective
+    /// configuration, with `containerd.runtimes`) as JSON.
+    pub fn status_verbose(&self) -> Result<(StatusResponse, Value), tonic::Status> {
+        let st = self.call(self.rs().status(StatusRequest { verbose: true }))?;
+        let config = st.info.get("config").and_then(|c| serde_json::from_str(c).ok()).unwrap_or(Value::Null);
+        Ok((st, config))
+    }
+
+    /// The `info` JSON of a verbose status (pid, runtime spec, …).
+    pub fn sandbox_info(&self, id: &str) -> (PodSandboxStatus, Value) {
+        let r = self.call(self.rs().pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: id.into(), verbose: true })).unwrap();
+        let info = serde_json::from_str(r.info.get("info").map(String::as_str).unwrap_or("{}")).unwrap();
+        (r.status.expect("sandbox status"), info)
+    }
+
+    pub fn container_info(&self, id: &str) -> (ContainerStatus, Value) {
+        let r = self.call(self.rs().container_status(ContainerStatusRequest { container_id: id.into(), verbose: true })).unwrap();
+        let info = serde_json::from_str(r.info.get("info").map(String::as_str).unwrap_or("{}")).unwrap();
+        (r.status.expect("container status"), info)
+    }
+
+    /// ExecSync: (exit code, stdout, stderr).
+    pub fn exec(&self, id: &str, cmd: &[&str]) -> (i32, String, String) {
+        let req = ExecSyncRequest { container_id: id.into(), cmd: cmd.iter().map(|s| s.to_string()).collect(), timeout: 30 };
+        let r = self.call(self.rs().exec_sync(req)).unwrap_or_else(|e| panic!("ExecSync {cmd:?} in {id}: {e}"));
+        (r.exit_code, String::from_utf8_lossy(&r.stdout).into_owned(), String::from_utf8_lossy(&r.stderr).into_owned())
+    }
+
+    pub fn create_container(&self, sandbox: &str, sandbox_config: &PodSandboxConfig, name: &str) -> Result<String, tonic::Status> {
+        let config = ContainerConfig {
+            metadata: Some(ContainerMetadata { name: name.into(), attempt: 0 }),
+            image: Some(ImageSpec { image: IMAGE.into(), ..Default::default() }),
+            command: APP_CMD.iter().map(|s| s.to_string()).collect(),
+            log_path: format!("{name}.log"),
+            // As the kubelet does for a pod without shareProcessNamespace.
+            linux: Some(LinuxContainerConfig {
+                security_context: Some(LinuxContainerSecurityContext {
+                    namespace_options: Some(kubelet_namespaces()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let req = CreateContainerRequest { pod_sandbox_id: sandbox.into(), config: Some(config), sandbox_config: Some(sandbox_config.clone()) };
+        self.call(self.rs().create_container(req)).map(|r| r.container_id)
+    }
+
+    pub fn start_container(&self, id: &str) -> Result<(), tonic::Status> {
+        self.call(self.rs().start_container(StartContainerRequest { container_id: id.into() })).map(|_| ())
+    }
+}
+
+/// The kubelet's namespace options for an ordinary pod: pod network and IPC, a PID namespace
+/// per container (no `shareProcessNamespace`).
+pub fn kubelet_namespaces() -> NamespaceOption {
+    NamespaceOption {
+        network: NamespaceMode::Pod as i32,
+        pid: NamespaceMode::Container as i32,
+        ipc: NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
+}
+
+/// Loopback, then `static` IPAM: containerd 1.6's CRI wants an IP on the pod interface, and
+/// `static` gives one without an interface, route or any host state.
+pub const CNI_CONFLIST: &str = r#"{
+  "cniVersion": "1.0.0",
+  "name": "dockerish-test-lo",
+  "plugins": [
+    { "type": "loopback" },
+    { "type": "static", "ipam": { "addresses": [ { "address": "192.0.2.10/32" } ] } }
+  ]
+}
+"#;
 
 // ---------------------------------------------------------------------------------------------
 // The pause image: the harness's busybox image with another command and name.
@@ -83,133 +222,3 @@ pub fn pause_image_tarball(dir: &Path) -> PathBuf {
     std::fs::write(&path, b.into_inner().unwrap()).unwrap();
     path
 }
-
-// ---------------------------------------------------------------------------------------------
-// A blocking CRI client.
-
-pub struct Cri {
-    rt: tokio::runtime::Runtime,
-    runtime: RuntimeServiceClient<Channel>,
-    images: ImageServiceClient<Channel>,
-}
-
-impl Cri {
-    pub fn connect(socket: &str) -> Cri {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let socket = socket.to_string();
-        let channel = rt
-            .block_on(async move {
-                Endpoint::try_from("http://[::]:50051")
-                    .unwrap()
-                    .connect_with_connector(tower::service_fn(move |_: Uri| {
-                        let socket = socket.clone();
-                        async move {
-                            let s = tokio::net::UnixStream::connect(socket).await?;
-                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-                        }
-                    }))
-                    .await
-            })
-            .expect("connect to containerd's gRPC socket");
-        Cri { rt, runtime: RuntimeServiceClient::new(channel.clone()), images: ImageServiceClient::new(channel) }
-    }
-
-    pub fn rs(&self) -> RuntimeServiceClient<Channel> {
-        self.runtime.clone()
-    }
-
-    pub fn is(&self) -> ImageServiceClient<Channel> {
-        self.images.clone()
-    }
-
-    /// Runs one RPC to completion (with a deadline).
-    pub fn call<T>(&self, f: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>) -> Result<T, tonic::Status> {
-        self.rt
-            .block_on(async { tokio::time::timeout(RPC_TIMEOUT, f).await })
-            .map_err(|_| tonic::Status::deadline_exceeded(format!("no answer within {RPC_TIMEOUT:?}")))?
-            .map(tonic::Response::into_inner)
-    }
-
-    pub fn image_present(&self, name: &str) -> bool {
-        let req = ImageStatusRequest { image: Some(ImageSpec { image: name.into(), ..Default::default() }), verbose: false };
-        matches!(self.call(self.is().image_status(req)), Ok(r) if r.image.is_some())
-    }
-
-    pub fn ready(&self) -> Result<(), String> {
-        let st = self.call(self.rs().status(StatusRequest { verbose: false })).map_err(|e| e.to_string())?;
-        let conds = st.status.map(|s| s.conditions).unwrap_or_default();
-        let not_ready: Vec<String> =
-            conds.iter().filter(|c| !c.status).map(|c| format!("{}: {} {}", c.r#type, c.reason, c.message)).collect();
-        if conds.len() >= 2 && not_ready.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{conds:?}"))
-        }
-    }
-
-    /// The `info` JSON of a verbose status (pid, runtime spec, …).
-    pub fn sandbox_info(&self, id: &str) -> (PodSandboxStatus, Value) {
-        let r = self.call(self.rs().pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: id.into(), verbose: true })).unwrap();
-        let info = serde_json::from_str(r.info.get("info").map(String::as_str).unwrap_or("{}")).unwrap();
-        (r.status.expect("sandbox status"), info)
-    }
-
-    pub fn container_info(&self, id: &str) -> (ContainerStatus, Value) {
-        let r = self.call(self.rs().container_status(ContainerStatusRequest { container_id: id.into(), verbose: true })).unwrap();
-        let info = serde_json::from_str(r.info.get("info").map(String::as_str).unwrap_or("{}")).unwrap();
-        (r.status.expect("container status"), info)
-    }
-
-    pub fn exec(&self, id: &str, cmd: &[&str]) -> (i32, String, String) {
-        let req = ExecSyncRequest { container_id: id.into(), cmd: cmd.iter().map(|s| s.to_string()).collect(), timeout: 30 };
-        let r = self.call(self.rs().exec_sync(req)).unwrap_or_else(|e| panic!("ExecSync {cmd:?} in {id}: {e}"));
-        (r.exit_code, String::from_utf8_lossy(&r.stdout).into_owned(), String::from_utf8_lossy(&r.stderr).into_owned())
-    }
-
-    pub fn create_container(&self, sandbox: &str, sandbox_config: &PodSandboxConfig, name: &str) -> Result<String, tonic::Status> {
-        let config = ContainerConfig {
-            metadata: Some(ContainerMetadata { name: name.into(), attempt: 0 }),
-            image: Some(ImageSpec { image: IMAGE.into(), ..Default::default() }),
-            command: APP_CMD.iter().map(|s| s.to_string()).collect(),
-            log_path: format!("{name}.log"),
-            // As the kubelet does for a pod without shareProcessNamespace.
-            linux: Some(LinuxContainerConfig {
-                security_context: Some(LinuxContainerSecurityContext {
-                    namespace_options: Some(kubelet_namespaces()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let req = CreateContainerRequest { pod_sandbox_id: sandbox.into(), config: Some(config), sandbox_config: Some(sandbox_config.clone()) };
-        self.call(self.rs().create_container(req)).map(|r| r.container_id)
-    }
-
-    pub fn start_container(&self, id: &str) -> Result<(), tonic::Status> {
-        self.call(self.rs().start_container(StartContainerRequest { container_id: id.into() })).map(|_| ())
-    }
-}
-
-/// The kubelet's namespace options for an ordinary pod: pod network and IPC, a PID namespace
-/// per container (no `shareProcessNamespace`).
-pub fn kubelet_namespaces() -> NamespaceOption {
-    NamespaceOption {
-        network: NamespaceMode::Pod as i32,
-        pid: NamespaceMode::Container as i32,
-        ipc: NamespaceMode::Pod as i32,
-        ..Default::default()
-    }
-}
-
-/// Loopback only (see the module doc for why `static` follows it).
-pub const CNI_CONFLIST: &str = r#"{
-  "cniVersion": "1.0.0",
-  "name": "dockerish-test-lo",
-  "plugins": [
-    { "type": "loopback" },
-    { "type": "static", "ipam": { "addresses": [ { "address": "192.0.2.10/32" } ] } }
-  ]
-}
-"#;
-
