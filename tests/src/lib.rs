@@ -108,7 +108,13 @@ macro_rules! runtime_tests {
 /// matrix_tests!(exit_codes, stats);               // exit_codes::v1_6::runc_v2, …, stats::v2_3::dockerish
 /// matrix_tests!(dockerish_only: stress);          // stress::v1_6::dockerish, stress::v1_7::dockerish, …
 /// matrix_tests!(versions_only: containerd_crash); // containerd_crash::v1_6, …; fn(Version)
+/// matrix_tests!(dockerish_only on [v2_3]: socket_dir); // socket_dir::v2_3::dockerish only
 /// ```
+///
+/// `on [<versions>]` (after `dockerish_only` or `versions_only`, or alone for both runtimes)
+/// limits a test to the versions named, for a subject that exists only there (a 2.3-only
+/// protocol field) or that no containerd takes part in (the shim binary run by hand); the
+/// other versions get no test at all, not an ignored one.
 ///
 /// Tests of a version whose build is missing (see [`matrix::builds_dir`]) are ignored with the
 /// reason. A known failure of one version and runtime is marked after the name, with the reason
@@ -119,6 +125,15 @@ macro_rules! runtime_tests {
 /// ```
 #[macro_export]
 macro_rules! matrix_tests {
+    (dockerish_only on $vs:tt : $($name:ident),+ $(,)?) => {
+        $( $crate::__matrix_some!($name $vs [dockerish]); )+
+    };
+    (versions_only on $vs:tt : $($name:ident),+ $(,)?) => {
+        $( $crate::__matrix_some!($name $vs []); )+
+    };
+    (on $vs:tt : $($name:ident),+ $(,)?) => {
+        $( $crate::__matrix_some!($name $vs [runc_v2 dockerish]); )+
+    };
     (dockerish_only: $($name:ident $([$($kv:ident $kr:ident : $why:literal),* $(,)?])?),+ $(,)?) => {
         $( $crate::__matrix_module!($name [dockerish] [$($($kv $kr : $why),*)?]); )+
     };
@@ -134,12 +149,40 @@ macro_rules! matrix_tests {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __matrix_module {
-    ($name:ident [$($rt:ident)*] $known:tt) => {
+    ($name:ident $rts:tt $known:tt) => {
         mod $name {
-            $crate::__matrix_version!($name V1_6 v1_6 [] [$($rt)*] $known);
-            $crate::__matrix_version!($name V1_7 v1_7 [#[cfg_attr(not(dockerish_containerd_v1_7), ignore = "containerd 1.7.34 build not found: set DOCKERISH_CONTAINERD_BUILDS (README, Tests)")]] [$($rt)*] $known);
-            $crate::__matrix_version!($name V2_3 v2_3 [#[cfg_attr(not(dockerish_containerd_v2_3), ignore = "containerd 2.3.4 build not found: set DOCKERISH_CONTAINERD_BUILDS (README, Tests)")]] [$($rt)*] $known);
+            $crate::__matrix_at!($name v1_6 $rts $known);
+            $crate::__matrix_at!($name v1_7 $rts $known);
+            $crate::__matrix_at!($name v2_3 $rts $known);
         }
+    };
+}
+
+/// Implementation of `matrix_tests!(… on [versions]: …)`: the module of one test function,
+/// with only the versions named.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __matrix_some {
+    ($name:ident [$($v:ident)+] $rts:tt) => {
+        mod $name {
+            $( $crate::__matrix_at!($name $v $rts []); )+
+        }
+    };
+}
+
+/// One version of the matrix by its module name, with the attribute that ignores its tests
+/// when its build is missing.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __matrix_at {
+    ($name:ident v1_6 $rts:tt $known:tt) => {
+        $crate::__matrix_version!($name V1_6 v1_6 [] $rts $known);
+    };
+    ($name:ident v1_7 $rts:tt $known:tt) => {
+        $crate::__matrix_version!($name V1_7 v1_7 [#[cfg_attr(not(dockerish_containerd_v1_7), ignore = "containerd 1.7.34 build not found: set DOCKERISH_CONTAINERD_BUILDS (README, Tests)")]] $rts $known);
+    };
+    ($name:ident v2_3 $rts:tt $known:tt) => {
+        $crate::__matrix_version!($name V2_3 v2_3 [#[cfg_attr(not(dockerish_containerd_v2_3), ignore = "containerd 2.3.4 build not found: set DOCKERISH_CONTAINERD_BUILDS (README, Tests)")]] $rts $known);
     };
 }
 
