@@ -186,8 +186,10 @@ pub trait Host {
     /// IDs of the other created tasks (not those still in their own Create) of the same
     /// containerd namespace whose ID or name (as in `sibling_task`) is exactly `name` (NAME-1).
     fn containers_named(&self, name: &str) -> Result<Vec<String>, HostError>;
-    /// A file inside the container rootfs, symlinks clamped to the rootfs; `None` if absent or not
-    /// a regular file; at most 10 MiB + 1 byte is returned (US-1).
+    /// A file inside the container rootfs, symlinks clamped to the rootfs; `None` if absent; an
+    /// error naming the file for anything that is not a regular file (never opened for reading:
+    /// a device node or a FIFO of the image must not reach a driver or block); at most
+    /// 10 MiB + 1 byte is returned (US-1).
     fn rootfs_file(&self, path_in_rootfs: &str) -> Result<Option<Vec<u8>>, HostError>;
     /// `EvalSymlinks` + `lstat` of a host path the user named (DV-3): `Some` for char/block/fifo
     /// nodes, `None` for anything else that exists; `Err` (with the errno) if it cannot be stat'ed.
