@@ -180,12 +180,14 @@ pub fn cgroups_of(ns: &str, id: &str) -> Vec<PathBuf> {
     v
 }
 
-/// Cgroup directories named after container `id` (`<id>` or systemd's `*-<id>.scope`) up to
-/// three levels below `/sys/fs/cgroup`: `/sys/fs/cgroup/memory/<ns>/<id>` (ctr's default),
-/// `/sys/fs/cgroup/memory/docker/<id>` (Docker's), `/sys/fs/cgroup/docker/<id>` (v2)…
-/// Container ids must be unique on the machine for this to mean anything (see `Containerd::id`).
+/// Cgroup directories named after container `id` (`<id>`, our shim's `<ns>--<id>` outside the
+/// namespace `default`, or systemd's `*-<id>.scope`) up to three levels below `/sys/fs/cgroup`:
+/// `/sys/fs/cgroup/memory/<ns>/<id>` (ctr's default), `/sys/fs/cgroup/memory/docker/<id>`
+/// (Docker's), `/sys/fs/cgroup/docker/<ns>--<id>`… Container ids must be unique on the machine
+/// for this to mean anything (see `Containerd::id`).
 pub fn cgroups_named(id: &str) -> Vec<PathBuf> {
     let scope = format!("-{id}.scope");
+    let qualified = format!("--{id}");
     let mut found = Vec::new();
     let mut level = vec![PathBuf::from("/sys/fs/cgroup")];
     for _ in 0..3 {
@@ -198,7 +200,7 @@ pub fn cgroups_named(id: &str) -> Vec<PathBuf> {
                 }
                 let name = e.file_name();
                 let name = name.to_string_lossy();
-                if name == id || name.ends_with(&scope) {
+                if name == id || name.ends_with(&qualified) || name.ends_with(&scope) {
                     found.push(e.path());
                 } else {
                     next.push(e.path());
