@@ -14,9 +14,12 @@ fn fixture(name: &str) -> Value {
 
 /// `<tmp>/<ns>/<id>/` with config.json and an empty rootfs, like containerd's task dir.
 fn bundle(tmp: &Path, id: &str, spec: &Value) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
     let b = tmp.join("default").join(id);
     fs::create_dir_all(b.join("rootfs/etc")).unwrap();
     fs::write(b.join("config.json"), serde_json::to_vec(spec).unwrap()).unwrap();
+    // containerd writes it 0644.
+    fs::set_permissions(b.join("config.json"), fs::Permissions::from_mode(0o644)).unwrap();
     b
 }
 
@@ -37,6 +40,11 @@ fn prepare_commit_and_retry_start_from_original() {
     assert_eq!(orig, fixture("ctr_default"));
     let now: Value = serde_json::from_slice(&fs::read(b.join("config.json")).unwrap()).unwrap();
     assert_eq!(now, f.spec);
+    // Both owner-only (issue 13: the original spec holds the same environment).
+    use std::os::unix::fs::PermissionsExt;
+    for name in ["config.json", "config.json.orig"] {
+        assert_eq!(fs::metadata(b.join(name)).unwrap().permissions().mode() & 0o777, 0o600, "{name}");
+    }
     assert!(leftovers(&b).is_empty());
     // A retried Create starts again from the original, and the original is kept as it was.
     let f2 = prepare(&b, "test", "default", &cfg, "runc", None).unwrap();

@@ -346,8 +346,9 @@ fn mode(p: &Path) -> u32 {
     std::fs::symlink_metadata(p).map(|m| m.permissions().mode() & 0o777).unwrap_or_else(|e| panic!("stat {}: {e}", p.display()))
 }
 
-/// The shim's socket is 0600; every regular file the shim (or runc on its behalf) creates in the
-/// bundle is readable by its owner only, while a container and an exec run.
+/// The shim's socket is 0600; every regular file the shim (or runc on its behalf) creates or
+/// keeps in the bundle, the original spec included, is readable by its owner only, while a
+/// container and an exec run.
 #[test]
 fn socket_and_shim_files_are_owner_only() {
     let c = Containerd::start();
@@ -358,8 +359,9 @@ fn socket_and_shim_files_are_owner_only() {
     let address = std::fs::read_to_string(bundle.join("address")).unwrap();
     let sock = PathBuf::from(address.trim().strip_prefix("unix://").unwrap());
     assert_eq!(mode(&sock), 0o600, "socket {}", sock.display());
-    // Files containerd writes itself (or that are not files) are not ours to judge.
-    let containerd_owned = ["config.json.orig", "options.json", "runtime", "work", "log", "rootfs", "shim-binary-path"];
+    // Files containerd writes itself (or that are not files) are not ours to judge; the spec
+    // containerd wrote is, as `config.json.orig` (issue 13: it was containerd's 0644 inode).
+    let containerd_owned = ["options.json", "runtime", "work", "log", "rootfs", "shim-binary-path"];
     let mut checked = Vec::new();
     for e in std::fs::read_dir(&bundle).unwrap().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -371,7 +373,7 @@ fn socket_and_shim_files_are_owner_only() {
     eprintln!("bundle files: {checked:?}");
     let open: Vec<&String> = checked.iter().filter(|c| u32::from_str_radix(c.rsplit(' ').next().unwrap(), 8).unwrap() & 0o077 != 0).collect();
     assert!(open.is_empty(), "group/other can read what the shim wrote: {open:?}");
-    for must in ["address", "config.json", "dockerish-state.json"] {
+    for must in ["address", "config.json", "config.json.orig", "dockerish-state.json"] {
         assert!(checked.iter().any(|c| c.starts_with(&format!("{must} "))), "{must} not found among {checked:?}");
     }
     c.remove(id);
