@@ -217,6 +217,29 @@ fn racing_creates_for_one_cgroup_exactly_one_wins() {
     remove_in(&c, &nss[1], &id);
 }
 
+/// The claim is a host action of the bundle: when the shim is SIGKILLed, containerd's `shim
+/// delete` releases it with the rest, and the same cgroup can be taken again.
+#[test]
+fn the_cgroup_claim_is_released_by_shim_delete_after_a_crash() {
+    let c = Containerd::start();
+    let id = c.id("cgcrash");
+    c.run_sleeper(D, id);
+    let cg = format!("/docker/{}--{id}", c.ns);
+    assert_eq!(cgroup_of(task_pid(&c, &c.ns, id)), cg);
+    let claim = cgroup_claim(&cg);
+    assert!(claim.is_file(), "claim {} while the container runs", claim.display());
+    procs::kill(c.shim_pid(id).expect("shim"), libc::SIGKILL);
+    assert!(dockerish_tests::wait_until(T, || !claim.exists()), "claim {} left after shim delete", claim.display());
+    let _ = c.ctr(&["task", "rm", "-f", id]);
+    let _ = c.ctr(&["container", "rm", id]);
+    c.assert_no_leftovers(id);
+    c.run_sleeper(D, id);
+    assert_eq!(cgroup_of(task_pid(&c, &c.ns, id)), cg, "the same cgroup, free again");
+    c.remove(id);
+    c.assert_no_leftovers(id);
+    assert!(!claim.exists());
+}
+
 /// Removes a client-chosen cgroup tree (`/<top>/…`) from every hierarchy.
 struct CgroupTree(String);
 
