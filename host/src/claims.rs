@@ -118,8 +118,8 @@ fn conflict(class: &str, key: &str, holder: &Path) -> String {
     }
 }
 
-/// Release what the container of `bundle` holds (someone else's claim is left alone); empty
-/// class and scope directories are removed.
+/// Release what the container of `bundle` holds (someone else's claim is left alone); a
+/// namespace's empty class and scope directories are removed.
 pub fn release(root: &Path, bundle: &Path, scope: ClaimScope, class: &str, key: &str) -> Result<(), HostError> {
     let path = claim_path(root, bundle, scope, class, key)?;
     let owner = path_str(&canonical(bundle)?);
@@ -132,6 +132,12 @@ pub fn release(root: &Path, bundle: &Path, scope: ClaimScope, class: &str, key: 
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(HostError::io("remove", path_str(&path), e)),
             _ => {}
         }
+    }
+    // A namespace's directories go with its last claim (namespaces come and go); the host's
+    // few class directories stay: every container claims there, and recreating them at each
+    // create cost two mkdirs and two rmdirs (~0.3 ms of system time on tmpfs here).
+    if scope == ClaimScope::Host {
+        return Ok(());
     }
     let mut dir = path.parent();
     while let Some(d) = dir.filter(|d| d.starts_with(root) && *d != root) {

@@ -448,6 +448,33 @@ fn runc_features_cached_by_binary_identity() {
     assert!(dockerish_host::realhost::cached_runc_features("/nonexistent/runc", &cache).is_none());
 }
 
+/// CG-1 claims are host-wide: bundles of two namespaces (and two containerds) conflict; the
+/// error names the cgroup, the holder and its namespace; the host's class directory stays.
+#[test]
+fn cg_1_cgroup_claims_are_host_wide() {
+    use dockerish_host::claims::{claim, release};
+    use dockerish_spec::ClaimScope::Host;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("claims");
+    let a = tmp.path().join("state1/team-a/web");
+    let b = tmp.path().join("state2/team-b/web");
+    for d in [&a, &b] {
+        fs::create_dir_all(d).unwrap();
+    }
+    claim(&root, &a, Host, "cgroup", "/batch/web").unwrap();
+    let e = claim(&root, &b, Host, "cgroup", "/batch/web").unwrap_err().to_string();
+    assert_eq!(e, "cgroup \"/batch/web\" is already in use by container \"web\" of namespace \"team-a\": containers never share a cgroup (CG-1); give this container another id, cgroup-parent or cgroups path");
+    claim(&root, &a, Host, "systemd-unit", "docker-web.scope").unwrap();
+    let e = claim(&root, &b, Host, "systemd-unit", "docker-web.scope").unwrap_err().to_string();
+    assert!(e.starts_with("systemd unit \"docker-web.scope\" is already in use by container \"web\" of namespace \"team-a\""), "{e}");
+    release(&root, &a, Host, "cgroup", "/batch/web").unwrap();
+    release(&root, &a, Host, "systemd-unit", "docker-web.scope").unwrap();
+    claim(&root, &b, Host, "cgroup", "/batch/web").unwrap();
+    release(&root, &b, Host, "cgroup", "/batch/web").unwrap();
+    assert!(root.join("host/cgroup").is_dir(), "the host's class directory stays");
+    assert_eq!(fs::read_dir(root.join("host/cgroup")).unwrap().count(), 0, "no claim left");
+}
+
 /// NAME-1 claims: one owner per key and scope, even when creates race; the owner may claim
 /// again; a claim whose owner bundle is gone is taken over; release leaves others' claims and
 /// removes empty directories; another namespace is another scope.
