@@ -212,6 +212,33 @@ pub fn cgroups_named(id: &str) -> Vec<PathBuf> {
     found
 }
 
+/// Where our shim keeps its claims (container names, cgroups): `dockerish_host::claims::CLAIMS_DIR`.
+pub const CLAIMS_DIR: &str = "/run/containerd-shim-dockerish/claims";
+
+/// Removes the shim's claims owned by bundles of `namespaces` under `task_dir` (containerd's
+/// `<state>/io.containerd.runtime.v2.task`): a shim killed by the harness never ran its undo.
+pub fn remove_claims_of(task_dir: &Path, namespaces: &[String]) {
+    let task_dir = std::fs::canonicalize(task_dir).unwrap_or_else(|_| task_dir.to_path_buf());
+    let prefixes: Vec<PathBuf> = namespaces.iter().map(|ns| task_dir.join(ns)).collect();
+    let mut dirs = vec![PathBuf::from(CLAIMS_DIR)];
+    while let Some(d) = dirs.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => dirs.push(p),
+                Ok(t) if t.is_file() && !e.file_name().to_string_lossy().starts_with('.') => {
+                    let owner = std::fs::read(&p).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()).and_then(|v| v["owner"].as_str().map(PathBuf::from));
+                    if owner.is_some_and(|o| prefixes.iter().any(|pre| o.starts_with(pre))) {
+                        let _ = std::fs::remove_file(&p);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Removes the (empty) cgroup directories of a namespace: `<ns>/<id>` first, then `<ns>`.
 pub fn remove_cgroups_of_ns(ns: &str) {
     let root = Path::new("/sys/fs/cgroup");

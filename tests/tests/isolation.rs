@@ -181,10 +181,11 @@ fn the_default_namespace_keeps_dockers_cgroup_name() {
 /// the winner is removed the path is free again.
 #[test]
 fn racing_creates_for_one_cgroup_exactly_one_wins() {
-    let c = Containerd::start();
-    let nss: Vec<String> = (0..4).map(|_| c.new_namespace()).collect();
+    // Dropped after `c`: the containers are gone by then, so their cgroups can be removed.
     let top = unique_name("dkt-claim");
     let _cleanup = CgroupTree(top.clone());
+    let c = Containerd::start();
+    let nss: Vec<String> = (0..4).map(|_| c.new_namespace()).collect();
     let path = format!("/{top}/shared");
     for round in 0..rounds() {
         let id = unique_name("race");
