@@ -1,7 +1,7 @@
 //! Race-free claims: a key (a container name) that only one container of a scope (its
 //! containerd namespace, or the host) may hold. The rules check the sibling bundles, but two
 //! creates running at the same time both pass that check; the claim is what makes the second
-//! one fail. Reusable for any one-owner key (issue 13: cgroup paths, host-wide).
+//! one fail. Used for container names (NAME-1, per namespace) and cgroups (CG-1, host-wide).
 //!
 //! A claim is a file `<root>/<scope>/<class>/<sha256(key)>` holding the owner's bundle path. It
 //! is created complete or not at all (written to a temporary name, then hard-linked, which fails
@@ -9,7 +9,7 @@
 //! longer exists (a crash between create and delete) is stale and taken over.
 
 use crate::path_str;
-use dockerish_spec::{name_conflict, ClaimScope, HostError};
+use dockerish_spec::{cgroup_conflict, claim_class, name_conflict, ClaimScope, HostError};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -94,10 +94,7 @@ fn link_claim(tmp: &Path, path: &Path, owner: &str, class: &str, key: &str) -> R
         }
         match owner_of(path)? {
             Some(o) if o == owner => return Ok(()),
-            Some(o) if Path::new(&o).exists() => {
-                let id = Path::new(&o).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or(o);
-                return Err(HostError::Conflict(if class == "name" { name_conflict(key, &id) } else { format!("{class} {key:?} is already in use by container {id:?}") }));
-            }
+            Some(o) if Path::new(&o).exists() => return Err(HostError::Conflict(conflict(class, key, Path::new(&o)))),
             // Stale (or vanished meanwhile): remove and link again.
             _ => match std::fs::remove_file(path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(HostError::io("remove", path_str(path), e)),
@@ -108,8 +105,21 @@ fn link_claim(tmp: &Path, path: &Path, owner: &str, class: &str, key: &str) -> R
     Err(HostError::Conflict(format!("{class} {key:?} is claimed by another container being created")))
 }
 
-/// Release what the container of `bundle` holds (someone else's claim is left alone); empty
-/// class and scope directories are removed.
+/// The error text for `key` of `class` held by the container of bundle `holder`
+/// (`…/<namespace>/<id>`).
+fn conflict(class: &str, key: &str, holder: &Path) -> String {
+    let name = |p: Option<&Path>| p.and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let (id, ns) = (name(Some(holder)), name(holder.parent()));
+    match class {
+        claim_class::NAME => name_conflict(key, &id),
+        claim_class::CGROUP => cgroup_conflict(&format!("cgroup {key:?}"), &id, &ns),
+        claim_class::SYSTEMD_UNIT => cgroup_conflict(&format!("systemd unit {key:?}"), &id, &ns),
+        _ => format!("{class} {key:?} is already in use by container {id:?} of namespace {ns:?}"),
+    }
+}
+
+/// Release what the container of `bundle` holds (someone else's claim is left alone); a
+/// namespace's empty class and scope directories are removed.
 pub fn release(root: &Path, bundle: &Path, scope: ClaimScope, class: &str, key: &str) -> Result<(), HostError> {
     let path = claim_path(root, bundle, scope, class, key)?;
     let owner = path_str(&canonical(bundle)?);
@@ -122,6 +132,12 @@ pub fn release(root: &Path, bundle: &Path, scope: ClaimScope, class: &str, key: 
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(HostError::io("remove", path_str(&path), e)),
             _ => {}
         }
+    }
+    // A namespace's directories go with its last claim (namespaces come and go); the host's
+    // few class directories stay: every container claims there, and recreating them at each
+    // create cost two mkdirs and two rmdirs (~0.3 ms of system time on tmpfs here).
+    if scope == ClaimScope::Host {
+        return Ok(());
     }
     let mut dir = path.parent();
     while let Some(d) = dir.filter(|d| d.starts_with(root) && *d != root) {

@@ -1,26 +1,17 @@
-//! File-system helpers: atomic writes, rootfs-scoped opens, the shm tmpfs.
+//! File-system helpers: atomic writes, reads of regular files only (rootfs-scoped, or host
+//! files), the shm tmpfs.
 
 use crate::path_str;
 use dockerish_spec::HostError;
-use std::ffi::CString;
-use std::fs::File;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::RawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 pub(crate) fn exists_nofollow(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
-}
-
-fn last_os_error() -> std::io::Error {
-    std::io::Error::last_os_error()
-}
-
-fn cstr(p: &Path) -> Result<CString, HostError> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| HostError::Invalid { path: path_str(p), msg: "path contains a NUL byte".into() })
 }
 
 /// Write `data` to `path` atomically: a temp file in the same directory (O_EXCL, 0600), then
@@ -91,125 +82,148 @@ pub(crate) fn remove_etc_file(path: &Path) -> Result<(), HostError> {
 /// Maximum bytes read from the rootfs (moby: 10 MiB cap, one more byte to detect excess).
 pub(crate) const ROOTFS_READ_CAP: u64 = 10 * 1024 * 1024 + 1;
 
-/// Open `path_in_rootfs` inside `rootfs` with every symlink resolved as if `rootfs` were `/`
-/// (openat2 RESOLVE_IN_ROOT; a manual component walk on kernels without openat2). Returns
-/// `None` when the file does not exist or is not a regular file.
+/// A descriptor from nix 0.29, which hands out raw fds: closed on drop through nix's safe
+/// `close`, so that owning one needs no `unsafe`.
+struct Fd(RawFd);
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        let _ = nix::unistd::close(self.0);
+    }
+}
+
+fn errno(e: nix::errno::Errno) -> std::io::Error {
+    std::io::Error::from_raw_os_error(e as i32)
+}
+
+/// What a non-regular file is, for the error that refuses it.
+fn kind_of(mode: libc::mode_t) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => "a directory",
+        libc::S_IFCHR => "a character device",
+        libc::S_IFBLK => "a block device",
+        libc::S_IFIFO => "a FIFO",
+        libc::S_IFSOCK => "a socket",
+        libc::S_IFLNK => "a symbolic link",
+        _ => "not a regular file",
+    }
+}
+
+/// Read at most `cap` bytes of the regular file an `O_PATH` descriptor names. Opening a device
+/// node runs its driver and opening a FIFO waits for a writer, so the type is checked on the
+/// `O_PATH` descriptor (which opens nothing) and only a regular file is opened for reading,
+/// through the descriptor itself (`/proc/self/fd/N`: no path is resolved again).
+fn read_regular(fd: &Fd, shown: &str, cap: u64) -> Result<Vec<u8>, HostError> {
+    let st = nix::sys::stat::fstat(fd.0).map_err(|e| HostError::io("fstat", shown, errno(e)))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(HostError::Refused { path: shown.to_string(), msg: format!("not a regular file ({})", kind_of(st.st_mode)) });
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(format!("/proc/self/fd/{}", fd.0))
+        .map_err(|e| HostError::io("open", shown, e))?;
+    // The magic link reopens the inode the O_PATH descriptor holds; check it anyway, it is cheap.
+    let md = f.metadata().map_err(|e| HostError::io("fstat", shown, e))?;
+    {
+        use std::os::unix::fs::MetadataExt;
+        if (md.dev(), md.ino()) != (st.st_dev, st.st_ino) || !md.is_file() {
+            return Err(HostError::Refused { path: shown.to_string(), msg: "the file changed while it was opened".into() });
+        }
+    }
+    let mut buf = Vec::new();
+    f.take(cap).read_to_end(&mut buf).map_err(|e| HostError::io("read", shown, e))?;
+    Ok(buf)
+}
+
+/// A host file, at most `cap` bytes; `None` if it does not exist. Anything but a regular file
+/// (after symlinks) is refused without being opened.
+pub(crate) fn read_host_file(path: &Path, cap: u64) -> Result<Option<Vec<u8>>, HostError> {
+    let shown = path_str(path);
+    let fd = match nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()) {
+        Ok(fd) => Fd(fd),
+        Err(nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(HostError::io("open", shown, errno(e))),
+    };
+    read_regular(&fd, &shown, cap).map(Some)
+}
+
+/// Read `path_in_rootfs` inside `rootfs` with every symlink resolved as if `rootfs` were `/`
+/// (openat2 RESOLVE_IN_ROOT; a manual component walk on kernels without openat2), at most
+/// [`ROOTFS_READ_CAP`] bytes. `None` when it does not exist; anything that exists but is not a
+/// regular file (a device node, a FIFO, a socket, a directory, a symlink loop) is an error
+/// naming the file, and is never opened for reading.
 pub(crate) fn read_in_root(rootfs: &Path, path_in_rootfs: &str) -> Result<Option<Vec<u8>>, HostError> {
+    let shown = format!("{}/{}", path_str(rootfs).trim_end_matches('/'), path_in_rootfs.trim_start_matches('/'));
     let root = open_dir(rootfs)?;
     let rel = path_in_rootfs.trim_start_matches('/');
     let rel = if rel.is_empty() { "." } else { rel };
-    let fd = match openat2_in_root(&root, rel) {
+    let fd = match open_in_root(&root, rel) {
         Ok(fd) => fd,
-        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) || e.raw_os_error() == Some(libc::EPERM) => match walk_in_root(&root, rel) {
-            Ok(fd) => fd,
-            Err(e) => return not_found_is_none(e, rootfs, path_in_rootfs),
-        },
-        Err(e) => return not_found_is_none(e, rootfs, path_in_rootfs),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => return Ok(None),
+        Err(e) => return Err(HostError::io("open", shown, e)),
     };
-    let f = File::from(fd);
-    let md = f.metadata().map_err(|e| HostError::io("fstat", format!("{}{}", path_str(rootfs), path_in_rootfs), e))?;
-    if !md.is_file() {
-        return Ok(None);
-    }
-    let mut buf = Vec::new();
-    f.take(ROOTFS_READ_CAP)
-        .read_to_end(&mut buf)
-        .map_err(|e| HostError::io("read", format!("{}{}", path_str(rootfs), path_in_rootfs), e))?;
-    Ok(Some(buf))
+    read_regular(&fd, &shown, ROOTFS_READ_CAP).map(Some)
 }
 
-fn not_found_is_none(e: std::io::Error, rootfs: &Path, p: &str) -> Result<Option<Vec<u8>>, HostError> {
-    match e.raw_os_error() {
-        Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP) | Some(libc::EXDEV) => Ok(None),
-        _ => Err(HostError::io("open", format!("{}{}", path_str(rootfs), p), e)),
-    }
+fn open_dir(p: &Path) -> Result<Fd, HostError> {
+    nix::fcntl::open(p, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map(Fd).map_err(|e| HostError::io("open", path_str(p), errno(e)))
 }
 
-fn open_dir(p: &Path) -> Result<OwnedFd, HostError> {
-    let c = cstr(p)?;
-    // SAFETY: c is a valid NUL-terminated path; the returned fd is owned below.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(HostError::io("open", path_str(p), last_os_error()));
+/// An `O_PATH` descriptor of `rel` resolved inside `root`.
+fn open_in_root(root: &Fd, rel: &str) -> std::io::Result<Fd> {
+    let how = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    // EAGAIN: a concurrent rename made the kernel unsure a `..` stayed inside; it may be retried.
+    for _ in 0..3 {
+        match nix::fcntl::openat2(root.0, rel, how) {
+            Ok(fd) => return Ok(Fd(fd)),
+            Err(nix::errno::Errno::EAGAIN) => continue,
+            // No openat2 (kernel < 5.6, or a seccomp filter that refuses it).
+            Err(nix::errno::Errno::ENOSYS) | Err(nix::errno::Errno::EPERM) => return walk_in_root(root, rel),
+            Err(e) => return Err(errno(e)),
+        }
     }
-    // SAFETY: fd is a fresh, valid descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Err(errno(nix::errno::Errno::EAGAIN))
 }
 
-fn openat2_in_root(root: &OwnedFd, rel: &str) -> std::io::Result<OwnedFd> {
-    let c = CString::new(rel).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: open_how is plain data; zeroed is a valid initial value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: arguments match the openat2(2) ABI; `how` outlives the call.
-    let fd = unsafe {
-        libc::syscall(libc::SYS_openat2, root.as_raw_fd(), c.as_ptr(), &how as *const libc::open_how, std::mem::size_of::<libc::open_how>())
-    };
-    if fd < 0 {
-        return Err(last_os_error());
-    }
-    // SAFETY: the syscall returned a new descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// FollowSymlinkInScope-style walk for kernels without openat2: each component is opened with
-/// O_NOFOLLOW relative to the previous one; symlink targets are re-walked from the rootfs (for
-/// absolute targets) or the current directory; `..` never goes above the rootfs.
-pub(crate) fn walk_in_root(root: &OwnedFd, rel: &str) -> std::io::Result<OwnedFd> {
-    let dup = |fd: &OwnedFd| fd.try_clone();
-    let mut stack: Vec<OwnedFd> = vec![dup(root)?];
+/// FollowSymlinkInScope-style walk for kernels without openat2: each component is opened
+/// `O_PATH|O_NOFOLLOW` relative to the previous one; symlink targets are re-walked from the
+/// rootfs (absolute targets) or the current directory; `..` never goes above the rootfs.
+/// Returns an `O_PATH` descriptor, like `open_in_root`.
+fn walk_in_root(root: &Fd, rel: &str) -> std::io::Result<Fd> {
+    // The directories below the rootfs that lead to the current one (empty: at the rootfs).
+    let mut stack: Vec<Fd> = Vec::new();
     let mut todo: Vec<String> = rel.split('/').rev().filter(|c| !c.is_empty() && *c != ".").map(str::to_string).collect();
     let mut links = 0;
     while let Some(comp) = todo.pop() {
         if comp == ".." {
-            if stack.len() > 1 {
-                stack.pop();
-            }
+            stack.pop();
             continue;
         }
-        let cur = stack.last().ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-        let c = CString::new(comp.as_str()).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: valid dirfd and path; O_PATH|O_NOFOLLOW opens the link itself if it is one.
-        let fd = unsafe { libc::openat(cur.as_raw_fd(), c.as_ptr(), libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
-        if fd < 0 {
-            return Err(last_os_error());
-        }
-        // SAFETY: fresh descriptor.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let md = File::from(fd.try_clone()?).metadata()?;
-        if md.file_type().is_symlink() {
+        let cur = stack.last().unwrap_or(root);
+        let fd = Fd(nix::fcntl::openat(Some(cur.0), comp.as_str(), OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()).map_err(errno)?);
+        let st = nix::sys::stat::fstat(fd.0).map_err(errno)?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
             links += 1;
             if links > 40 {
-                return Err(std::io::Error::from_raw_os_error(libc::ELOOP));
+                return Err(errno(nix::errno::Errno::ELOOP));
             }
-            let mut buf = vec![0u8; 4096];
-            let empty = CString::new("").map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-            // SAFETY: readlinkat on an O_PATH symlink fd with an empty path reads that link.
-            let n = unsafe { libc::readlinkat(fd.as_raw_fd(), empty.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-            if n < 0 {
-                return Err(last_os_error());
-            }
-            buf.truncate(n as usize);
-            let target = String::from_utf8_lossy(&buf).into_owned();
+            // An empty path reads the link the O_PATH descriptor itself names.
+            let target = nix::fcntl::readlinkat(Some(fd.0), "").map_err(errno)?;
+            let target = target.to_string_lossy();
             if target.starts_with('/') {
-                stack.truncate(1);
+                stack.clear();
             }
             todo.extend(target.split('/').rev().filter(|c| !c.is_empty() && *c != ".").map(str::to_string));
             continue;
         }
         stack.push(fd);
     }
-    let last = stack.pop().ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    // Re-open the final O_PATH descriptor for reading through /proc/self/fd (no path resolution).
-    let p = CString::new(format!("/proc/self/fd/{}", last.as_raw_fd())).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: valid path; new descriptor owned below.
-    let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY) };
-    if fd < 0 {
-        return Err(last_os_error());
+    match stack.pop() {
+        Some(fd) => Ok(fd),
+        // The path named the rootfs itself.
+        None => nix::fcntl::fcntl(root.0, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(0)).map(Fd).map_err(errno),
     }
-    // SAFETY: fresh descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Whether `p` is a mount point (its own mountinfo entry).
@@ -234,17 +248,9 @@ pub(crate) fn mount_shm(p: &Path, size: i64) -> Result<(), HostError> {
     if is_mountpoint(p) {
         return Ok(());
     }
-    let target = cstr(p)?;
-    let src = CString::new("shm").map_err(|_| wrap(HostError::Invalid { path: path_str(p), msg: "nul".into() }))?;
-    let fstype = CString::new("tmpfs").map_err(|_| wrap(HostError::Invalid { path: path_str(p), msg: "nul".into() }))?;
-    let data = CString::new(format!("mode=1777,size={size}")).map_err(|_| wrap(HostError::Invalid { path: path_str(p), msg: "nul".into() }))?;
-    // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
-    let r = unsafe {
-        libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, data.as_ptr() as *const libc::c_void)
-    };
-    if r != 0 {
-        return Err(wrap(HostError::io("mount", path_str(p), last_os_error())));
-    }
+    use nix::mount::MsFlags;
+    nix::mount::mount(Some("shm"), p, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some(format!("mode=1777,size={size}").as_str()))
+        .map_err(|e| wrap(HostError::io("mount", path_str(p), errno(e))))?;
     Ok(())
 }
 
@@ -277,16 +283,15 @@ mod tests {
         symlink("/etc", r.join("etcl")).unwrap();
         symlink("loop", r.join("loop")).unwrap();
         let root = open_dir(r).unwrap();
-        let read = |p: &str| walk_in_root(&root, p).map(|fd| {
-            let mut s = String::new();
-            File::from(fd).read_to_string(&mut s).unwrap();
-            s
-        });
+        let read = |p: &str| walk_in_root(&root, p).map(|fd| String::from_utf8(read_regular(&fd, p, 100).unwrap()).unwrap());
         assert_eq!(read("etc/up").unwrap(), "in-root");
         assert_eq!(read("etcl/group").unwrap(), "in-root");
         assert_eq!(read("../../etc/group").unwrap(), "in-root");
         assert_eq!(read("etc/shadow-link").unwrap_err().raw_os_error(), Some(libc::ENOENT));
         assert_eq!(read("loop").unwrap_err().raw_os_error(), Some(libc::ELOOP));
+        // The rootfs itself, and `..` above it, is the rootfs (a directory: refused by the reader).
+        let fd = walk_in_root(&root, "..").unwrap();
+        assert!(read_regular(&fd, "..", 100).unwrap_err().to_string().contains("not a regular file (a directory)"));
     }
 
     #[test]

@@ -131,7 +131,10 @@ impl ExecUsers {
 
 /// Keep the original spec as `config.json.orig` (only the first time) and write the filled
 /// spec to `config.json` atomically. On error `config.json` is untouched and no temp file is left.
+/// Both are owner-only: a spec holds the process environment, often secrets, and containerd
+/// writes its file 0644.
 pub fn commit(bundle: &Path, filled: &Filled) -> Result<(), HostError> {
+    use std::os::unix::fs::PermissionsExt;
     let spec = bundle.join(SPEC);
     let orig = bundle.join(ORIG_SPEC);
     if !fsutil::exists_nofollow(&orig) {
@@ -147,6 +150,9 @@ pub fn commit(bundle: &Path, filled: &Filled) -> Result<(), HostError> {
             }
         }
     }
+    // The linked inode keeps containerd's mode (0644); once config.json is renamed over, only
+    // `config.json.orig` names it. One chmod, no copy (also for an orig a previous Create kept).
+    std::fs::set_permissions(&orig, std::fs::Permissions::from_mode(0o600)).map_err(|e| HostError::io("chmod", path_str(&orig), e))?;
     let data = serde_json::to_vec(&filled.spec).map_err(|e| HostError::Invalid { path: path_str(&spec), msg: e.to_string() })?;
     fsutil::write_atomic(&spec, &data)
 }

@@ -179,9 +179,7 @@ fn proc_start(pid: i32) -> Option<(char, SystemTime)> {
     let f: Vec<&str> = rest.split(' ').collect();
     let state = f.first()?.chars().next()?;
     let start_ticks: u64 = f.get(19)?.parse().ok()?; // field 22 overall
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = if hz > 0 { hz as u64 } else { 100 };
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().filter(|h| *h > 0).map_or(100, |h| h as u64);
     let btime: u64 = std::fs::read_to_string("/proc/stat")
         .ok()?
         .lines()
@@ -283,18 +281,10 @@ fn status_field(name: &str) -> Option<String> {
 }
 
 impl RealHost {
-    /// A host file (at most 16 MiB); `None` if it does not exist.
+    /// A host file (at most 16 MiB); `None` if it does not exist. Only a regular file is
+    /// opened: a path an annotation or the config names can never open a device or a FIFO.
     fn read_capped(&self, path: &Path) -> Result<Option<String>, HostError> {
-        use std::io::Read;
-        match std::fs::File::open(path) {
-            Ok(f) => {
-                let mut s = String::new();
-                f.take(HOST_FILE_CAP).read_to_string(&mut s).map_err(|e| HostError::io("read", path_str(path), e))?;
-                Ok(Some(s))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(HostError::io("open", path_str(path), e)),
-        }
+        Ok(fsutil::read_host_file(path, HOST_FILE_CAP)?.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 }
 

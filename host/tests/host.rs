@@ -4,7 +4,7 @@ use dockerish_host::*;
 use dockerish_spec::{Host, Policy, Value};
 use serde_json::json;
 use std::fs;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> Value {
@@ -14,9 +14,12 @@ fn fixture(name: &str) -> Value {
 
 /// `<tmp>/<ns>/<id>/` with config.json and an empty rootfs, like containerd's task dir.
 fn bundle(tmp: &Path, id: &str, spec: &Value) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
     let b = tmp.join("default").join(id);
     fs::create_dir_all(b.join("rootfs/etc")).unwrap();
     fs::write(b.join("config.json"), serde_json::to_vec(spec).unwrap()).unwrap();
+    // containerd writes it 0644.
+    fs::set_permissions(b.join("config.json"), fs::Permissions::from_mode(0o644)).unwrap();
     b
 }
 
@@ -37,6 +40,11 @@ fn prepare_commit_and_retry_start_from_original() {
     assert_eq!(orig, fixture("ctr_default"));
     let now: Value = serde_json::from_slice(&fs::read(b.join("config.json")).unwrap()).unwrap();
     assert_eq!(now, f.spec);
+    // Both owner-only (issue 13: the original spec holds the same environment).
+    use std::os::unix::fs::PermissionsExt;
+    for name in ["config.json", "config.json.orig"] {
+        assert_eq!(fs::metadata(b.join(name)).unwrap().permissions().mode() & 0o777, 0o600, "{name}");
+    }
     assert!(leftovers(&b).is_empty());
     // A retried Create starts again from the original, and the original is kept as it was.
     let f2 = prepare(&b, "test", "default", &cfg, "runc", None).unwrap();
@@ -95,17 +103,99 @@ fn us_1_rootfs_symlinks_cannot_escape() {
     symlink("/etc/shadow", rootfs.join("etc/passwd")).unwrap();
     assert_eq!(h.rootfs_file("/etc/passwd").unwrap(), None);
     fs::remove_file(rootfs.join("etc/passwd")).unwrap();
-    // relative link climbing out: clamped at the rootfs, ends on itself → loop → absent
+    // relative link climbing out: clamped at the rootfs, ends on itself → a loop, an error
     symlink("../../../../../../etc/passwd", rootfs.join("etc/passwd")).unwrap();
-    assert_eq!(h.rootfs_file("/etc/passwd").unwrap(), None);
+    let e = h.rootfs_file("/etc/passwd").unwrap_err().to_string();
+    assert_eq!(e, format!("open {}/etc/passwd: too many levels of symbolic links", rootfs.display()));
     // a link to /etc/group resolves to the rootfs's own file, not the host's
     symlink("/etc/group", rootfs.join("etc/alias")).unwrap();
     assert_eq!(h.rootfs_file("/etc/alias").unwrap().unwrap(), b"root:x:0:\n");
     symlink("../../../../etc/group", rootfs.join("etc/alias2")).unwrap();
     assert_eq!(h.rootfs_file("etc/alias2").unwrap().unwrap(), b"root:x:0:\n");
-    // directories and missing files are "absent"
-    assert_eq!(h.rootfs_file("/etc").unwrap(), None);
+    // missing files (or a missing directory on the way) are "absent"
     assert_eq!(h.rootfs_file("/nope/x").unwrap(), None);
+    assert_eq!(h.rootfs_file("/etc/group/x").unwrap(), None);
+}
+
+/// US-1 (issue 13): the image decides what `/etc/passwd` is. Only a regular file is opened for
+/// reading; anything else is an error naming the file, and is never opened: a device node
+/// would reach its driver on the host, a FIFO would wait for a writer.
+#[test]
+fn us_1_rootfs_reads_open_only_regular_files() {
+    use std::os::unix::fs::FileTypeExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    fs::create_dir_all(rootfs.join("etc")).unwrap();
+    let h = RealHost::new(tmp.path(), &rootfs, "runc");
+    let passwd = rootfs.join("etc/passwd");
+    let refused = |kind: &str| format!("{}: refused: not a regular file ({kind})", passwd.display());
+
+    // A FIFO with a writer waiting for a reader: opening it would release the writer.
+    nix::unistd::mkfifo(&passwd, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = passwd.clone();
+    let writer = std::thread::spawn(move || {
+        let f = fs::OpenOptions::new().write(true).open(&p);
+        let _ = tx.send(());
+        f.map(|_| ())
+    });
+    assert_eq!(h.rootfs_file("/etc/passwd").unwrap_err().to_string(), refused("a FIFO"));
+    assert!(rx.recv_timeout(std::time::Duration::from_millis(300)).is_err(), "the FIFO was opened for reading: its writer got through");
+    // Release the writer ourselves.
+    let release = fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&passwd).unwrap();
+    rx.recv_timeout(std::time::Duration::from_secs(10)).expect("writer released");
+    writer.join().unwrap().unwrap();
+    drop(release);
+    fs::remove_file(&passwd).unwrap();
+
+    let sock = std::os::unix::net::UnixListener::bind(&passwd).unwrap();
+    assert!(fs::symlink_metadata(&passwd).unwrap().file_type().is_socket());
+    assert_eq!(h.rootfs_file("/etc/passwd").unwrap_err().to_string(), refused("a socket"));
+    drop(sock);
+    fs::remove_file(&passwd).unwrap();
+
+    fs::create_dir(&passwd).unwrap();
+    assert_eq!(h.rootfs_file("/etc/passwd").unwrap_err().to_string(), refused("a directory"));
+    fs::remove_dir(&passwd).unwrap();
+
+    if nix::unistd::geteuid().is_root() {
+        // An unassigned major: opening it would fail with ENXIO, so the text tells whether it was.
+        nix::sys::stat::mknod(&passwd, nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::from_bits_truncate(0o644), nix::sys::stat::makedev(240, 0)).unwrap();
+        assert_eq!(h.rootfs_file("/etc/passwd").unwrap_err().to_string(), refused("a character device"));
+        fs::remove_file(&passwd).unwrap();
+        nix::sys::stat::mknod(&passwd, nix::sys::stat::SFlag::S_IFBLK, nix::sys::stat::Mode::from_bits_truncate(0o644), nix::sys::stat::makedev(240, 0)).unwrap();
+        assert_eq!(h.rootfs_file("/etc/passwd").unwrap_err().to_string(), refused("a block device"));
+        fs::remove_file(&passwd).unwrap();
+    } else {
+        eprintln!("device nodes skipped: needs root");
+    }
+    // A link to a device of the host is resolved in the rootfs (absent here), never on the host.
+    symlink("/dev/null", &passwd).unwrap();
+    assert_eq!(h.rootfs_file("/etc/passwd").unwrap(), None);
+}
+
+/// US-1 through `fill`: the error names the annotation that made the shim read the file, and
+/// the file.
+#[test]
+fn us_1_a_device_node_as_passwd_is_an_error_naming_the_annotation_and_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = fixture("ctr_default");
+    spec["annotations"] = json!({"io.containerd.dockerish/user": "app"});
+    let b = bundle(tmp.path(), "test", &spec);
+    fs::write(b.join("rootfs/etc/group"), "app:x:1000:\n").unwrap();
+    nix::unistd::mkfifo(&b.join("rootfs/etc/passwd"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let e = prepare(&b, "test", "default", &DaemonConfig::default(), "runc", None).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!("annotation \"io.containerd.dockerish/user\": reading /etc/passwd of the container's rootfs: {}/rootfs/etc/passwd: refused: not a regular file (a FIFO)", b.display())
+    );
+    // group-add alone reads /etc/group: its error names group-add.
+    spec["annotations"] = json!({"io.containerd.dockerish/group-add": "audio"});
+    fs::write(b.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
+    fs::remove_file(b.join("rootfs/etc/group")).unwrap();
+    fs::create_dir(b.join("rootfs/etc/group")).unwrap();
+    let e = prepare(&b, "test", "default", &DaemonConfig::default(), "runc", None).unwrap_err().to_string();
+    assert!(e.starts_with("annotation \"io.containerd.dockerish/group-add\": reading /etc/group of the container's rootfs: ") && e.ends_with("refused: not a regular file (a directory)"), "{e}");
 }
 
 #[test]
@@ -199,8 +289,7 @@ fn mt_13_etc_files_written_owned_and_removed() {
     let tmp = tempfile::tempdir().unwrap();
     let b = tmp.path().join("b");
     fs::create_dir_all(&b).unwrap();
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = nix::unistd::geteuid().is_root();
     let (uid, gid) = if root { (100000, 200000) } else { (0, 0) };
     let acts = vec![
         HostAction::EtcFile { path: b.join("etc/hosts").display().to_string(), content: "127.0.0.1\tlocalhost\n".into(), uid, gid },
@@ -246,8 +335,7 @@ fn gen_3_sibling_reports_hostname_and_etc_files() {
 
 #[test]
 fn ipc_4_shm_tmpfs_mount_and_unmount_as_root() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         eprintln!("skipped: needs root");
         return;
     }
@@ -358,6 +446,33 @@ fn runc_features_cached_by_binary_identity() {
     assert_eq!(v["ociVersionMin"], "1.1.0");
     // A failing runc is not cached.
     assert!(dockerish_host::realhost::cached_runc_features("/nonexistent/runc", &cache).is_none());
+}
+
+/// CG-1 claims are host-wide: bundles of two namespaces (and two containerds) conflict; the
+/// error names the cgroup, the holder and its namespace; the host's class directory stays.
+#[test]
+fn cg_1_cgroup_claims_are_host_wide() {
+    use dockerish_host::claims::{claim, release};
+    use dockerish_spec::ClaimScope::Host;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("claims");
+    let a = tmp.path().join("state1/team-a/web");
+    let b = tmp.path().join("state2/team-b/web");
+    for d in [&a, &b] {
+        fs::create_dir_all(d).unwrap();
+    }
+    claim(&root, &a, Host, "cgroup", "/batch/web").unwrap();
+    let e = claim(&root, &b, Host, "cgroup", "/batch/web").unwrap_err().to_string();
+    assert_eq!(e, "cgroup \"/batch/web\" is already in use by container \"web\" of namespace \"team-a\": containers never share a cgroup (CG-1); give this container another id, cgroup-parent or cgroups path");
+    claim(&root, &a, Host, "systemd-unit", "docker-web.scope").unwrap();
+    let e = claim(&root, &b, Host, "systemd-unit", "docker-web.scope").unwrap_err().to_string();
+    assert!(e.starts_with("systemd unit \"docker-web.scope\" is already in use by container \"web\" of namespace \"team-a\""), "{e}");
+    release(&root, &a, Host, "cgroup", "/batch/web").unwrap();
+    release(&root, &a, Host, "systemd-unit", "docker-web.scope").unwrap();
+    claim(&root, &b, Host, "cgroup", "/batch/web").unwrap();
+    release(&root, &b, Host, "cgroup", "/batch/web").unwrap();
+    assert!(root.join("host/cgroup").is_dir(), "the host's class directory stays");
+    assert_eq!(fs::read_dir(root.join("host/cgroup")).unwrap().count(), 0, "no claim left");
 }
 
 /// NAME-1 claims: one owner per key and scope, even when creates race; the owner may claim

@@ -64,6 +64,34 @@ pub enum AnnotationPolicy {
     None,
 }
 
+impl AnnotationPolicy {
+    /// How much it lets through (0: nothing).
+    fn width(self) -> u8 {
+        match self {
+            AnnotationPolicy::None => 0,
+            AnnotationPolicy::UnprivilegedOnly => 1,
+            AnnotationPolicy::All => 2,
+        }
+    }
+
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnnotationPolicy::All => "all",
+            AnnotationPolicy::UnprivilegedOnly => "unprivileged-only",
+            AnnotationPolicy::None => "none",
+        }
+    }
+}
+
+/// The annotation gate a container gets, and whose `annotation-policy` entry set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnotationGate {
+    pub policy: AnnotationPolicy,
+    /// The producer whose entry decided: the container's own, or `ctr` when that is stricter.
+    pub entry: &'static str,
+}
+
 /// `systemd-cgroup` (§3.3): runc `--systemd-cgroup` decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SystemdCgroup {
@@ -472,12 +500,33 @@ impl DaemonConfig {
         })
     }
 
-    /// The annotation gate for a producer.
-    pub fn annotation_policy_for(&self, origin: Origin) -> AnnotationPolicy {
+    /// The `annotation-policy` entry of a producer as configured.
+    fn configured_annotation_policy(&self, origin: Origin) -> AnnotationPolicy {
         self.annotation_policy.get(origin.producer()).copied().unwrap_or(match origin {
             Origin::Cri { .. } => AnnotationPolicy::UnprivilegedOnly,
             _ => AnnotationPolicy::All,
         })
+    }
+
+    /// The annotation gate of a container whose spec says it comes from `origin` (§2.5.3).
+    /// The producer is told by what the client wrote (annotations, the namespace it chose), and
+    /// any client can write anything there: a ctr user can add `nerdctl/x=1` or CRI's
+    /// `io.kubernetes.cri.container-type`. So a claimed producer can only narrow the gate:
+    /// the container gets the stricter of its producer's entry and `ctr`'s, the entry of a
+    /// client that claims nothing.
+    pub fn annotation_gate(&self, origin: Origin) -> AnnotationGate {
+        let own = AnnotationGate { policy: self.configured_annotation_policy(origin), entry: origin.producer() };
+        let ctr = AnnotationGate { policy: self.configured_annotation_policy(Origin::Ctr), entry: Origin::Ctr.producer() };
+        if ctr.policy.width() < own.policy.width() {
+            ctr
+        } else {
+            own
+        }
+    }
+
+    /// The annotation policy in effect for a container from `origin` ([`Self::annotation_gate`]).
+    pub fn annotation_policy_for(&self, origin: Origin) -> AnnotationPolicy {
+        self.annotation_gate(origin).policy
     }
 }
 
@@ -549,6 +598,23 @@ mod tests {
         assert_eq!(c.policy_for(Origin::Ctr), Policy::Fill);
         assert_eq!(c.policy_for(Origin::Moby), Policy::Off);
         assert_eq!(c.annotation_policy_for(Origin::Cri { sandbox: false }), AnnotationPolicy::UnprivilegedOnly);
+    }
+
+    /// Issue 13: claiming a producer (an annotation, a namespace) never widens the gate.
+    #[test]
+    fn a_claimed_producer_never_gets_more_than_ctr() {
+        let c = DaemonConfig::from_toml("[annotation-policy]\nctr = \"none\"\nnerdctl = \"all\"\ncri = \"all\"\n").unwrap();
+        for o in [Origin::Nerdctl, Origin::Cri { sandbox: false }, Origin::Moby, Origin::Ctr] {
+            assert_eq!(c.annotation_gate(o), AnnotationGate { policy: AnnotationPolicy::None, entry: "ctr" }, "{o:?}");
+        }
+        let c = DaemonConfig::from_toml("[annotation-policy]\nctr = \"unprivileged-only\"\nnerdctl = \"all\"\ncri = \"none\"\n").unwrap();
+        assert_eq!(c.annotation_gate(Origin::Nerdctl), AnnotationGate { policy: AnnotationPolicy::UnprivilegedOnly, entry: "ctr" });
+        // A stricter entry of the producer itself still applies.
+        assert_eq!(c.annotation_gate(Origin::Cri { sandbox: false }), AnnotationGate { policy: AnnotationPolicy::None, entry: "cri" });
+        // The defaults are unchanged by the rule: ctr and nerdctl all, CRI unprivileged-only.
+        let d = DaemonConfig::default();
+        assert_eq!(d.annotation_gate(Origin::Nerdctl), AnnotationGate { policy: AnnotationPolicy::All, entry: "nerdctl" });
+        assert_eq!(d.annotation_gate(Origin::Cri { sandbox: true }), AnnotationGate { policy: AnnotationPolicy::UnprivilegedOnly, entry: "cri" });
     }
 
     #[test]

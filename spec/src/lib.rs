@@ -20,10 +20,10 @@ mod rules;
 pub mod seccomp;
 pub mod testing;
 
-pub use config::{AnnotationPolicy, CgroupDriver, DaemonConfig, Origin, Policy, SystemdCgroup, CONFIG_KEYS};
+pub use config::{AnnotationGate, AnnotationPolicy, CgroupDriver, DaemonConfig, Origin, Policy, SystemdCgroup, CONFIG_KEYS};
 pub use error::{HostError, SpecError};
 pub use mountinfo::{parse_mountinfo, MountInfo};
-pub use rules::{exec_user_chosen, exec_user_groups};
+pub use rules::{cgroup_claims, cgroup_leaf, exec_user_chosen, exec_user_groups, NAMESPACE_SEPARATOR, UNQUALIFIED_NAMESPACE};
 pub use serde_json::Value;
 
 /// What `fill` needs besides the spec.
@@ -79,9 +79,9 @@ pub enum HostAction {
     /// `path` in the bundle's [`ETC_FILES_DIR`], mode 0644, owned by the container's root
     /// (`uid`/`gid` on the host), bind-mounted by the spec; removed at delete.
     EtcFile { path: String, content: String, uid: u32, gid: u32 },
-    /// NAME-1: a key only one container of `scope` may hold (`class` `name`: a container name),
-    /// claimed race-free before `runc create` (two creates racing for it cannot both win) and
-    /// released at delete. Reusable for other one-owner keys (a cgroup path, host-wide).
+    /// A key only one container of `scope` may hold ([`claim_class`]: NAME-1 a container name,
+    /// CG-1 a cgroup path or systemd unit), claimed race-free before `runc create` (two creates
+    /// racing for it cannot both win) and released at delete.
     Claim { scope: ClaimScope, class: String, key: String },
 }
 
@@ -93,6 +93,24 @@ pub enum ClaimScope {
     Namespace,
     /// The whole host (e.g. cgroup paths).
     Host,
+}
+
+/// The classes of [`HostAction::Claim`] (directory names of the host's claims).
+pub mod claim_class {
+    /// NAME-1: a container name, per containerd namespace.
+    pub const NAME: &str = "name";
+    /// CG-1: a cgroupfs path (cleaned, absolute), host-wide.
+    pub const CGROUP: &str = "cgroup";
+    /// CG-1: a systemd unit runc creates for a container (`prefix-name.scope`), host-wide.
+    pub const SYSTEMD_UNIT: &str = "systemd-unit";
+}
+
+/// CG-1: the text for a cgroup another container holds (`what`: `cgroup "/docker/x"` or
+/// `systemd unit "docker-x.scope"`; the holder's id and namespace).
+pub fn cgroup_conflict(what: &str, holder_id: &str, holder_namespace: &str) -> String {
+    format!(
+        "{what} is already in use by container {holder_id:?} of namespace {holder_namespace:?}: containers never share a cgroup (CG-1); give this container another id, cgroup-parent or cgroups path"
+    )
 }
 
 /// Docker's text for a name in use (NAME-1, moby `daemon/names.go`).
@@ -186,8 +204,10 @@ pub trait Host {
     /// IDs of the other created tasks (not those still in their own Create) of the same
     /// containerd namespace whose ID or name (as in `sibling_task`) is exactly `name` (NAME-1).
     fn containers_named(&self, name: &str) -> Result<Vec<String>, HostError>;
-    /// A file inside the container rootfs, symlinks clamped to the rootfs; `None` if absent or not
-    /// a regular file; at most 10 MiB + 1 byte is returned (US-1).
+    /// A file inside the container rootfs, symlinks clamped to the rootfs; `None` if absent; an
+    /// error naming the file for anything that is not a regular file (never opened for reading:
+    /// a device node or a FIFO of the image must not reach a driver or block); at most
+    /// 10 MiB + 1 byte is returned (US-1).
     fn rootfs_file(&self, path_in_rootfs: &str) -> Result<Option<Vec<u8>>, HostError>;
     /// `EvalSymlinks` + `lstat` of a host path the user named (DV-3): `Some` for char/block/fifo
     /// nodes, `None` for anything else that exists; `Err` (with the errno) if it cannot be stat'ed.

@@ -140,8 +140,10 @@ fn table_4_10_ctr_fill_checklist() {
     assert_eq!(ns_types(s), vec!["pid", "ipc", "uts", "mount", "network"]);
     assert!(!f.systemd_cgroup);
     // MT-13: Docker's three files, written into the bundle and bound.
-    let files: Vec<&str> = f.actions.iter().map(|a| match a { HostAction::EtcFile { path, .. } => path.rsplit('/').next().unwrap_or(""), other => panic!("unexpected action {other:?}") }).collect();
+    let files: Vec<&str> = f.actions.iter().filter_map(|a| match a { HostAction::EtcFile { path, .. } => Some(path.rsplit('/').next().unwrap_or("")), _ => None }).collect();
     assert_eq!(files, ["hostname", "hosts", "resolv.conf"]);
+    assert_eq!(f.actions.last(), Some(&HostAction::Claim { scope: ClaimScope::Host, class: "cgroup".into(), key: "/docker/test".into() }), "CG-1 claim");
+    assert_eq!(f.actions.len(), 4, "{:?}", f.actions);
 }
 
 #[test]
@@ -242,6 +244,49 @@ fn cg_1_cgroupfs_parent_from_annotation_and_cleaning() {
     // explicit mode: nerdctl's path is kept unless asked
     let f = run(with_ann(fixture("nerdctl_default"), &[("cgroup-parent", "/web")]), &FakeHost::default()).unwrap();
     assert!(f.spec["linux"]["cgroupsPath"].as_str().unwrap().starts_with("/web/"));
+}
+
+/// CG-1 (issue 13): Docker's `/docker/<id>` in the namespace `default`; `<ns>--<id>` in every
+/// other one, for cgroupfs paths, systemd scopes and a cgroup-parent alike.
+#[test]
+fn cg_1_the_cgroup_name_carries_the_namespace_outside_default() {
+    let in_ns = |ns: &str, spec: Value, cfg: &DaemonConfig, host: &FakeHost| fill(spec, &Inputs { id: ID, namespace: ns, config: cfg, runc_systemd_cgroup: None }, host).unwrap();
+    let mut s = fixture("ctr_default");
+    s["linux"]["cgroupsPath"] = json!("/team-a/test");
+    let cfg = DaemonConfig::default();
+    let f = in_ns("team-a", s.clone(), &cfg, &FakeHost::default());
+    assert_eq!(f.spec["linux"]["cgroupsPath"], "/docker/team-a--test");
+    let f = in_ns("team-a", with_ann(s.clone(), &[("cgroup-parent", "/batch")]), &cfg, &FakeHost::default());
+    assert_eq!(f.spec["linux"]["cgroupsPath"], "/batch/team-a--test");
+    let sd = DaemonConfig::from_json(r#"{"exec-opts":["native.cgroupdriver=systemd"]}"#).unwrap();
+    let f = in_ns("team-a", s.clone(), &sd, &systemd_host());
+    assert_eq!(f.spec["linux"]["cgroupsPath"], "system.slice:docker:team-a--test");
+    assert_eq!(f.actions.last(), Some(&HostAction::Claim { scope: ClaimScope::Host, class: "systemd-unit".into(), key: "docker-team-a--test.scope".into() }));
+    // No two (namespace, id) pairs share a name: containerd's identifiers never hold `--`.
+    assert_ne!(cgroup_leaf("a", "b-c"), cgroup_leaf("a-b", "c"));
+    assert_ne!(cgroup_leaf("a", "b.c"), cgroup_leaf("a.b", "c"));
+    assert_ne!(cgroup_leaf("default", "a-b"), cgroup_leaf("a", "b"));
+    assert_eq!(cgroup_leaf("default", "web"), "web");
+}
+
+/// CG-1 (issue 13): the final cgroup is claimed host-wide whoever chose it (the rules, the
+/// client, CRI), cleaned; relative and empty paths are runc's to resolve and not claimed.
+#[test]
+fn cg_1_the_final_cgroup_is_claimed_whoever_chose_it() {
+    let claim = |class: &str, key: &str| vec![HostAction::Claim { scope: ClaimScope::Host, class: class.into(), key: key.into() }];
+    assert_eq!(cgroup_claims("/a//b/./c/", false), claim("cgroup", "/a/b/c"));
+    assert_eq!(cgroup_claims("/a/../b", false), claim("cgroup", "/b"));
+    assert_eq!(cgroup_claims("kubepods-besteffort-pod1.slice:cri-containerd:abc", true), claim("systemd-unit", "cri-containerd-abc.scope"));
+    assert_eq!(cgroup_claims("system.slice:x:my.slice", true), claim("systemd-unit", "my.slice"));
+    for (p, systemd) in [("rel/ative", false), ("", false), ("/", false), ("", true), ("a:b", true)] {
+        assert_eq!(cgroup_claims(p, systemd), vec![], "{p:?} {systemd}");
+    }
+    let cri = run(fixture("cri_container"), &FakeHost::default()).unwrap();
+    let path = fixture("cri_container")["linux"]["cgroupsPath"].as_str().unwrap().to_string();
+    assert_eq!(cri.actions, claim("cgroup", &path), "CRI's own path, claimed");
+    let mut s = fixture("ctr_default");
+    s["linux"]["cgroupsPath"] = json!("/shared/by/client");
+    assert_eq!(run(s, &FakeHost::default()).unwrap().actions.last(), claim("cgroup", "/shared/by/client").last(), "a client's path, claimed");
 }
 
 #[test]
@@ -1089,7 +1134,7 @@ fn mt_13_bind_mounts_and_producers_files_left_alone() {
     s["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     s["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
     let f = run(s, &FakeHost::default()).unwrap();
-    assert!(f.actions.iter().all(|a| matches!(a, HostAction::EtcFile { uid: 100000, gid: 200000, .. })), "{:?}", f.actions);
+    assert!(f.actions.iter().filter(|a| !matches!(a, HostAction::Claim { .. })).all(|a| matches!(a, HostAction::EtcFile { uid: 100000, gid: 200000, .. })), "{:?}", f.actions);
     // nerdctl provides its own files: nothing written even in fill mode
     let cfg = DaemonConfig::from_json(r#"{"policy":{"nerdctl":"fill"}}"#).unwrap();
     let f = run_cfg(fixture("nerdctl_default"), &cfg, &FakeHost::default()).unwrap();

@@ -906,6 +906,9 @@ impl Containerd {
             let _ = std::fs::remove_dir(&root);
             procs::remove_cgroups_of_ns(ns);
         }
+        // 5. The shim's claims of this instance's bundles (their undo never ran if a shim was
+        // killed above): stale claims are taken over, but need not outlive the test.
+        procs::remove_claims_of(&self.state.join("io.containerd.runtime.v2.task"), &namespaces);
         if self.remove_dir {
             if procs::mounts_under(&self.dir).is_empty() {
                 let _ = std::fs::remove_dir_all(&self.dir);

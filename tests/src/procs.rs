@@ -180,12 +180,14 @@ pub fn cgroups_of(ns: &str, id: &str) -> Vec<PathBuf> {
     v
 }
 
-/// Cgroup directories named after container `id` (`<id>` or systemd's `*-<id>.scope`) up to
-/// three levels below `/sys/fs/cgroup`: `/sys/fs/cgroup/memory/<ns>/<id>` (ctr's default),
-/// `/sys/fs/cgroup/memory/docker/<id>` (Docker's), `/sys/fs/cgroup/docker/<id>` (v2)…
-/// Container ids must be unique on the machine for this to mean anything (see `Containerd::id`).
+/// Cgroup directories named after container `id` (`<id>`, our shim's `<ns>--<id>` outside the
+/// namespace `default`, or systemd's `*-<id>.scope`) up to three levels below `/sys/fs/cgroup`:
+/// `/sys/fs/cgroup/memory/<ns>/<id>` (ctr's default), `/sys/fs/cgroup/memory/docker/<id>`
+/// (Docker's), `/sys/fs/cgroup/docker/<ns>--<id>`… Container ids must be unique on the machine
+/// for this to mean anything (see `Containerd::id`).
 pub fn cgroups_named(id: &str) -> Vec<PathBuf> {
     let scope = format!("-{id}.scope");
+    let qualified = format!("--{id}");
     let mut found = Vec::new();
     let mut level = vec![PathBuf::from("/sys/fs/cgroup")];
     for _ in 0..3 {
@@ -198,7 +200,7 @@ pub fn cgroups_named(id: &str) -> Vec<PathBuf> {
                 }
                 let name = e.file_name();
                 let name = name.to_string_lossy();
-                if name == id || name.ends_with(&scope) {
+                if name == id || name.ends_with(&qualified) || name.ends_with(&scope) {
                     found.push(e.path());
                 } else {
                     next.push(e.path());
@@ -208,6 +210,33 @@ pub fn cgroups_named(id: &str) -> Vec<PathBuf> {
         level = next;
     }
     found
+}
+
+/// Where our shim keeps its claims (container names, cgroups): `dockerish_host::claims::CLAIMS_DIR`.
+pub const CLAIMS_DIR: &str = "/run/containerd-shim-dockerish/claims";
+
+/// Removes the shim's claims owned by bundles of `namespaces` under `task_dir` (containerd's
+/// `<state>/io.containerd.runtime.v2.task`): a shim killed by the harness never ran its undo.
+pub fn remove_claims_of(task_dir: &Path, namespaces: &[String]) {
+    let task_dir = std::fs::canonicalize(task_dir).unwrap_or_else(|_| task_dir.to_path_buf());
+    let prefixes: Vec<PathBuf> = namespaces.iter().map(|ns| task_dir.join(ns)).collect();
+    let mut dirs = vec![PathBuf::from(CLAIMS_DIR)];
+    while let Some(d) = dirs.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => dirs.push(p),
+                Ok(t) if t.is_file() && !e.file_name().to_string_lossy().starts_with('.') => {
+                    let owner = std::fs::read(&p).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()).and_then(|v| v["owner"].as_str().map(PathBuf::from));
+                    if owner.is_some_and(|o| prefixes.iter().any(|pre| o.starts_with(pre))) {
+                        let _ = std::fs::remove_file(&p);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 /// Removes the (empty) cgroup directories of a namespace: `<ns>/<id>` first, then `<ns>`.

@@ -426,7 +426,8 @@ fn ns_2_network_join_shares_netns_inode() {
 // ---------------------------------------------------------------------------------------------
 // CG: cgroups
 
-/// CG-1: the cgroup is `/docker/<id>` (the Go shim: containerd's `/<ns>/<id>`); the host
+/// CG-1: the cgroup is `/docker/<ns>--<id>` outside the namespace `default` (Docker's
+/// `/docker/<id>` there: `isolation.rs`; the Go shim: containerd's `/<ns>/<id>`); the host
 /// directories exist while the container runs and are gone after removal; `cgroup-parent`
 /// moves it under the given parent.
 #[test]
@@ -436,7 +437,7 @@ fn cg_1_cgroup_path_docker_style() {
     let id = c.id("cgdocker");
     c.run(D, id, &["sleep", "100000"], RunOpts::detach()).expect_ok();
     let inside = c.ctr(&["task", "exec", "--exec-id", "cg", id, "cat", "/proc/self/cgroup"]).expect_ok().stdout;
-    let want = format!("/docker/{id}");
+    let want = format!("/docker/{}--{id}", c.ns);
     for l in inside.lines() {
         let path = l.splitn(3, ':').nth(2).unwrap_or_default();
         assert_eq!(path, want, "cgroup line {l:?}\n{inside}");
@@ -458,7 +459,7 @@ fn cg_1_cgroup_path_docker_style() {
     let parent = format!("{}-parent", c.ns);
     parent_cleanup.0.push(PathBuf::from(&parent));
     let out = sh(&c, D, "cgparent", ann(&[("cgroup-parent", &format!("/{parent}"))]), "cat /proc/self/cgroup");
-    let want = format!("/{parent}/cgparent-{}", c.ns);
+    let want = format!("/{parent}/{0}--cgparent-{0}", c.ns);
     assert!(out.lines().all(|l| l.ends_with(&want)), "cgroup-parent: want {want}\n{out}");
 }
 

@@ -166,6 +166,16 @@ fn run_args<'a>(rt: Runtime, config: &'a str, systemd_ref: bool, extra: &[&'a st
     v
 }
 
+/// The scope of a container with Docker's systemd layout: `docker-<id>.scope` as the Go shim
+/// gets it from the explicit `system.slice:docker:<id>` path; ours names it after the
+/// namespace too outside `default` (CG-1): `docker-<ns>--<id>.scope`.
+fn docker_unit(rt: Runtime, ns: &str, id: &str) -> String {
+    match rt {
+        Runtime::RuncV2 => format!("docker-{id}.scope"),
+        Runtime::Dockerish => format!("docker-{}.scope", dockerish_spec::cgroup_leaf(ns, id)),
+    }
+}
+
 /// Kills, deletes and removes a container (ignoring errors).
 fn remove(m: &Machine, ns: &str, id: &str) {
     let _ = m.env.host_ctr(ns, &["task", "kill", "-a", "-s", "SIGKILL", id]);
@@ -237,7 +247,7 @@ fn ctr_systemd_driver(m: &Machine, rt: Runtime) {
     let _g = m.shared();
     let ns = m.namespace();
     let id = format!("sd1-{ns}");
-    let unit = format!("docker-{id}.scope");
+    let unit = docker_unit(rt, &ns, &id);
     let cg = format!("system.slice:docker:{id}");
     let mut extra = vec!["--memory-limit", "67108864", "--cpus", "0.5"];
     match rt {
@@ -285,7 +295,7 @@ fn ctr_systemd_driver(m: &Machine, rt: Runtime) {
     assert_eq!(o.code(), 137, "exit code of the OOM-killed container; stderr: {}", o.stderr);
     ev.expect("/tasks/oom", &oom, T);
     assert_eq!(ev.expect("/tasks/exit", &oom, T).num("exit_status"), 137);
-    assert_nothing_left(m, &ns, &oom, Some(&format!("docker-{oom}.scope")));
+    assert_nothing_left(m, &ns, &oom, Some(&docker_unit(rt, &ns, &oom)));
 
     // Delete: the unit goes with the container.
     m.env.host_ctr(&ns, &["task", "kill", "-s", "SIGKILL", &id]).expect_ok();
@@ -305,7 +315,7 @@ fn cgroup_parent_slice(m: &Machine, rt: Runtime) {
     // A dash makes systemd nest the slice: dkt.slice/dkt-p<n>.slice.
     let n: String = ns.chars().filter(char::is_ascii_alphanumeric).collect();
     let parent = format!("dkt-p{n}.slice");
-    let unit = format!("docker-{id}.scope");
+    let unit = docker_unit(rt, &ns, &id);
     let cg = format!("{parent}:docker:{id}");
     let ann = format!("{PREFIX}cgroup-parent={parent}");
     let mut extra = vec![];
@@ -337,13 +347,13 @@ fn cgroup_parent_invalid_slices_are_refused(m: &Machine, _rt: Runtime) {
         let err = m.env.ctr(&ns, &run_args(Runtime::Dockerish, DAEMON_SYSTEMD, true, &["--annotation", &ann, IMAGE, &id, "true"])).expect_err();
         assert!(err.contains(&format!("annotation \"{PREFIX}cgroup-parent\": {CG3}")), "parent {parent:?}: {err}");
         let _ = m.env.host_ctr(&ns, &["container", "rm", &id]);
-        assert_nothing_left(m, &ns, &id, Some(&format!("docker-{id}.scope")));
+        assert_nothing_left(m, &ns, &id, Some(&docker_unit(Runtime::Dockerish, &ns, &id)));
     }
     let id = format!("sd2badcfg-{ns}");
     let err = m.env.ctr(&ns, &run_args(Runtime::Dockerish, BAD_PARENT, true, &[IMAGE, &id, "true"])).expect_err();
     assert!(err.contains(&format!("config \"cgroup-parent\": {CG3}")) && err.contains(BAD_PARENT), "{err}");
     let _ = m.env.host_ctr(&ns, &["container", "rm", &id]);
-    assert_nothing_left(m, &ns, &id, Some(&format!("docker-{id}.scope")));
+    assert_nothing_left(m, &ns, &id, Some(&docker_unit(Runtime::Dockerish, &ns, &id)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -470,11 +480,11 @@ fn driver_auto_picks_systemd_for_a_client_slice_path(m: &Machine, rt: Runtime) {
     assert_nothing_left(m, &ns, &id, Some(&unit));
     if rt.is_dockerish() {
         // containerd's default path (no --cgroup) is not the client's decision: on this cgroup v1
-        // host Docker's auto rule (CG-2) picks cgroupfs and CG-1 writes /docker/<id>.
+        // host Docker's auto rule (CG-2) picks cgroupfs and CG-1 writes /docker/<ns>--<id>.
         let id = format!("sd4b-{ns}");
         m.env.ctr(&ns, &run_args(rt, DEFAULTS, false, &[IMAGE, &id, "sleep", "100000"])).expect_ok();
         let pid = task_pid(m, &ns, &id).expect("task");
-        assert_eq!(cgroup_of(m, pid, "memory"), format!("/docker/{id}"));
+        assert_eq!(cgroup_of(m, pid, "memory"), format!("/docker/{ns}--{id}"));
         remove(m, &ns, &id);
         assert_nothing_left(m, &ns, &id, None);
     }
@@ -529,7 +539,7 @@ fn containerd_restart_keeps_a_scoped_container_managed(m: &Machine, rt: Runtime)
     let _g = m.lock.write().unwrap_or_else(|e| e.into_inner());
     let ns = m.namespace();
     let id = format!("sd5-{ns}");
-    let unit = format!("docker-{id}.scope");
+    let unit = docker_unit(rt, &ns, &id);
     let cg = format!("system.slice:docker:{id}");
     let mut extra = vec![];
     if rt == Runtime::RuncV2 {
@@ -558,6 +568,69 @@ fn containerd_restart_keeps_a_scoped_container_managed(m: &Machine, rt: Runtime)
 }
 
 // ---------------------------------------------------------------------------------------------
+// 6. Scope names never collide (issue 13, CG-1).
+
+/// The same id in the namespace `default` and in another one gets two scopes,
+/// `docker-<id>.scope` and `docker-<ns>--<id>.scope`, each holding its own container only; two
+/// creates racing for one client-given scope: exactly one wins, the other fails naming the unit.
+fn scope_names_never_collide_across_namespaces(m: &Machine, rt: Runtime) {
+    let _g = m.shared();
+    let ns = m.namespace();
+    m.env.host_ctr("default", &["images", "import", "--all-platforms", &image::image_tarball().to_string_lossy()]).expect_ok();
+    let id = unique_name("sd6");
+    let spaces = ["default".to_string(), ns.clone()];
+    let mut pids = Vec::new();
+    for n in &spaces {
+        m.env.ctr(n, &run_args(rt, DAEMON_SYSTEMD, true, &[IMAGE, &id, "sleep", "100000"])).expect_ok();
+        pids.push(task_pid(m, n, &id).expect("task listed"));
+    }
+    let units = [format!("docker-{id}.scope"), format!("docker-{ns}--{id}.scope")];
+    for (unit, pid) in units.iter().zip(&pids) {
+        assert_eq!(unit_prop(m, unit, "ActiveState"), "active", "{unit}");
+        assert_eq!(cgroup_of(m, *pid, "pids"), format!("/system.slice/{unit}"));
+        assert_eq!(cgroup_file(m, "pids", &format!("/system.slice/{unit}"), "cgroup.procs"), pid.to_string(), "{unit} holds one container");
+    }
+    // Both first: the leftover check looks for the id in every mount.
+    for n in &spaces {
+        remove(m, n, &id);
+    }
+    for (n, unit) in spaces.iter().zip(&units) {
+        assert_nothing_left(m, n, &id, Some(unit));
+    }
+
+    // Two namespaces ask for one scope at the same time (a client-given path).
+    let ns2 = m.namespace();
+    let id = unique_name("sd6r");
+    let cg = format!("system.slice:dkt:{id}");
+    let outcomes: Vec<(String, dockerish_tests::Out)> = std::thread::scope(|s| {
+        let hs: Vec<_> = [&ns, &ns2]
+            .into_iter()
+            .map(|n| {
+                let (cg, id) = (&cg, &id);
+                s.spawn(move || (n.clone(), m.env.ctr(n, &run_args(rt, DEFAULTS, true, &["--cgroup", cg, IMAGE, id, "sleep", "100000"]))))
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("ctr thread")).collect()
+    });
+    let winners: Vec<&String> = outcomes.iter().filter(|(_, o)| o.ok()).map(|(n, _)| n).collect();
+    assert_eq!(winners.len(), 1, "exactly one create may get dkt-{id}.scope: {outcomes:?}");
+    for (n, o) in &outcomes {
+        if !o.ok() {
+            let err = format!("{}{}", o.stderr, o.stdout);
+            assert!(err.contains(&format!("systemd unit \"dkt-{id}.scope\" is already in use by container \"{id}\" of namespace \"{}\"", winners[0])), "{n}: {err}");
+            let _ = m.env.host_ctr(n, &["container", "rm", &id]);
+        }
+    }
+    let unit = format!("dkt-{id}.scope");
+    for n in [&ns, &ns2] {
+        remove(m, n, &id);
+    }
+    for n in [&ns, &ns2] {
+        assert_nothing_left(m, n, &id, Some(&unit));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 
 type Case = fn(&Machine, Runtime);
 
@@ -575,6 +648,7 @@ fn cases() -> Vec<(&'static str, Case, &'static [Runtime])> {
         ("driver_explicit_false_takes_a_slice_path_literally", driver_explicit_false_takes_a_slice_path_literally, BOTH),
         ("driver_explicit_true_refuses_a_plain_path", driver_explicit_true_refuses_a_plain_path, BOTH),
         ("containerd_restart_keeps_a_scoped_container_managed", containerd_restart_keeps_a_scoped_container_managed, BOTH),
+        ("scope_names_never_collide_across_namespaces", scope_names_never_collide_across_namespaces, OURS),
     ]
 }
 

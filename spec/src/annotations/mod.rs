@@ -38,7 +38,10 @@ pub const KEYS: &[&str] = &[
     "hostconfig", "policy", "hostname", "dns", "dns-search", "dns-option", "add-host",
 ];
 
-/// §0.4: who wrote this spec.
+/// §0.4: who wrote this spec, from what the client wrote (annotations) and chose (the
+/// namespace). Nothing here is proof: it selects what the shim does for that producer
+/// (`policy`), and the annotation gate never gets wider than ctr's for it
+/// (`DaemonConfig::annotation_gate`).
 pub fn detect_origin(annotations: Option<&Map<String, Value>>, namespace: &str, cfg: &DaemonConfig) -> Origin {
     if namespace == cfg.containerd_namespace || namespace == cfg.containerd_plugin_namespace {
         return Origin::Moby;
@@ -400,16 +403,28 @@ fn gate(s: &Settings, origin: Origin, cfg: &DaemonConfig) -> Result<(), SpecErro
     if s.policy.is_some() && !cfg.allow_policy_annotation {
         return Err(SpecError::annotation(s.key("policy"), "not allowed: config \"allow-policy-annotation\" is false"));
     }
-    match cfg.annotation_policy_for(origin) {
+    let gate = cfg.annotation_gate(origin);
+    // When ctr's entry decided for a container that claims another producer, say why.
+    let because = if gate.entry == producer {
+        String::new()
+    } else {
+        format!(
+            " ({} = {:?} applies: this container's spec says it comes from {producer}, which any client can write, so it gets the stricter of the {producer} and {} entries)",
+            gate.entry,
+            gate.policy.as_str(),
+            gate.entry
+        )
+    };
+    match gate.policy {
         AnnotationPolicy::All => Ok(()),
         AnnotationPolicy::None => {
             let first = s.source.values().next().cloned().unwrap_or_default();
-            Err(SpecError::annotation(first, format!("annotations are disabled for {producer} containers by config \"annotation-policy\"")))
+            Err(SpecError::annotation(first, format!("annotations are disabled for {producer} containers by config \"annotation-policy\"{because}")))
         }
         AnnotationPolicy::UnprivilegedOnly => match s.privileged_keys().into_iter().next() {
             Some(k) => Err(SpecError::annotation(
                 k,
-                format!("raises privileges; not allowed for {producer} containers by config \"annotation-policy\" (unprivileged-only)"),
+                format!("raises privileges; not allowed for {producer} containers by config \"annotation-policy\" (unprivileged-only){because}"),
             )),
             None => Ok(()),
         },
@@ -498,5 +513,27 @@ mod tests {
         let mut none = c.clone();
         none.annotation_policy.insert("ctr".into(), AnnotationPolicy::None);
         assert!(collect(Some(&ok), Origin::Ctr, &none).unwrap_err().to_string().contains("annotations are disabled for ctr"));
+    }
+
+    /// Issue 13: `nerdctl/x=1` (or CRI's container-type) added by a ctr user makes the origin
+    /// nerdctl (CRI), whose entry may be wider; the gate stays ctr's.
+    #[test]
+    fn a_forged_origin_does_not_widen_the_gate() {
+        let cfg = DaemonConfig::from_toml("[annotation-policy]\nctr = \"none\"\nnerdctl = \"all\"\ncri = \"all\"\n").unwrap();
+        let forged = ann(json!({"nerdctl/x": "1", "io.containerd.dockerish/privileged": "true"}));
+        let origin = detect_origin(Some(&forged), "default", &cfg);
+        assert_eq!(origin, Origin::Nerdctl);
+        let e = collect(Some(&forged), origin, &cfg).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "annotation \"io.containerd.dockerish/privileged\": annotations are disabled for nerdctl containers by config \"annotation-policy\" (ctr = \"none\" applies: this container's spec says it comes from nerdctl, which any client can write, so it gets the stricter of the nerdctl and ctr entries)"
+        );
+        let forged = ann(json!({CRI_CONTAINER_TYPE: "container", "io.containerd.dockerish/cap-add": "SYS_ADMIN"}));
+        let origin = detect_origin(Some(&forged), "default", &cfg);
+        assert!(collect(Some(&forged), origin, &cfg).unwrap_err().to_string().contains("annotations are disabled for cri containers"));
+        let unpriv = DaemonConfig::from_toml("[annotation-policy]\nctr = \"unprivileged-only\"\n").unwrap();
+        let forged = ann(json!({"nerdctl/name": "x", "io.containerd.dockerish/privileged": "true"}));
+        let e = collect(Some(&forged), Origin::Nerdctl, &unpriv).unwrap_err().to_string();
+        assert!(e.contains("raises privileges; not allowed for nerdctl containers by config \"annotation-policy\" (unprivileged-only) (ctr = \"unprivileged-only\" applies"), "{e}");
     }
 }

@@ -1,12 +1,63 @@
-//! Cgroup path and driver: CG-1 (`linux.cgroupsPath`, and the guard against sharing another
+//! Cgroup path and driver: CG-1 (`linux.cgroupsPath`, and the guards against sharing another
 //! container's cgroup), CG-2 (cgroup driver), CG-3 (a systemd parent must be a slice).
 //!
-//! The final `--systemd-cgroup` decision for runc is taken at the end of `fill` (mod.rs).
+//! The final `--systemd-cgroup` decision for runc is taken at the end of `fill` (mod.rs), and
+//! so is the claim of the final cgroup ([`cgroup_claims`]).
+//!
+//! CG-1 layout. dockerd has one namespace, so Docker's cgroup is named after the id alone:
+//! `/docker/<id>`, systemd `docker-<id>.scope`. containerd ids are unique per namespace only,
+//! so that name is kept for the namespace `default` (where ctr and nerdctl put containers)
+//! and every other namespace's containers are named `<namespace>--<id>`:
+//! `/docker/<ns>--<id>`, `docker-<ns>--<id>.scope`. containerd allows `-`, `.` and `_` in
+//! namespaces and ids but never two of them in a row, so `--` splits exactly one way: no two
+//! (namespace, id) pairs share a name, and no name is another one's parent.
 
 use super::Ctx;
 use crate::config::{CgroupDriver, Origin, CG3_TEXT};
 use crate::error::SpecError;
-use crate::parse;
+use crate::{claim_class, parse, ClaimScope, HostAction};
+
+/// The containerd namespace whose containers get Docker's own cgroup name (`<id>`).
+pub const UNQUALIFIED_NAMESPACE: &str = "default";
+/// Between namespace and id in every other namespace's cgroup names.
+pub const NAMESPACE_SEPARATOR: &str = "--";
+
+/// CG-1: the last component of a container's cgroup (systemd: the scope's name after the prefix).
+pub fn cgroup_leaf(namespace: &str, id: &str) -> String {
+    if namespace == UNQUALIFIED_NAMESPACE {
+        id.to_string()
+    } else {
+        format!("{namespace}{NAMESPACE_SEPARATOR}{id}")
+    }
+}
+
+/// CG-1: what makes a container's cgroup its own, as [`HostAction::Claim`]s taken host-wide
+/// before `runc create`: two creates racing for one cgroup cannot both win, whoever computed
+/// the path (the rules, the client, the kubelet). cgroupfs: the cleaned absolute path; systemd:
+/// the unit runc creates (unit names are global, whatever the slice). A relative cgroupfs path
+/// (runc resolves it against its own cgroup) and an empty one are not claimed.
+pub fn cgroup_claims(cgroups_path: &str, systemd: bool) -> Vec<HostAction> {
+    let claim = |class: &str, key: String| HostAction::Claim { scope: ClaimScope::Host, class: class.into(), key };
+    if systemd {
+        // runc: `slice:prefix:name` is the unit `prefix-name.scope` (or the slice `name`).
+        let parts: Vec<&str> = cgroups_path.split(':').collect();
+        return match parts.as_slice() {
+            [_, prefix, name] if !name.is_empty() => {
+                let unit = if name.ends_with(".slice") { name.to_string() } else { format!("{prefix}-{name}.scope") };
+                vec![claim(claim_class::SYSTEMD_UNIT, unit)]
+            }
+            _ => vec![],
+        };
+    }
+    if !cgroups_path.starts_with('/') {
+        return vec![];
+    }
+    let path = parse::clean_path(cgroups_path);
+    if path == "/" {
+        return vec![];
+    }
+    vec![claim(claim_class::CGROUP, path)]
+}
 
 pub(crate) const IDS: &[&str] = &["CG-1", "CG-2", "CG-3"];
 
@@ -58,9 +109,10 @@ impl Ctx<'_> {
             // checked with the final path). dockerd would leave it to runc to fail; say why.
             return Err(SpecError::config("exec-opts", "native.cgroupdriver=systemd, but systemd is not running on this host: use native.cgroupdriver=cgroupfs (or no exec-opts) here"));
         }
+        let leaf = cgroup_leaf(self.ns, self.id);
         let path = match driver {
-            CgroupDriver::Systemd => format!("{parent}:{}:{}", self.cfg.cgroup_scope_prefix, self.id),
-            CgroupDriver::Cgroupfs => parse::join_path(&parent, self.id),
+            CgroupDriver::Systemd => format!("{parent}:{}:{leaf}", self.cfg.cgroup_scope_prefix),
+            CgroupDriver::Cgroupfs => parse::join_path(&parent, &leaf),
         };
         if driver == CgroupDriver::Cgroupfs {
             self.refuse_busy_cgroup(&path)?;
@@ -72,10 +124,11 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// CG-1 guard (not Docker's: dockerd has one namespace and 64-hex ids). `/docker/<id>` drops
-    /// containerd's namespace from the path, so the same id in two namespaces would silently
-    /// share one cgroup (merged limits, mixed stats, `kill --all` reaching the other container).
-    /// Refuse a cgroup that already holds processes instead.
+    /// CG-1 guard (not Docker's). The layout keeps namespaces apart and the claim keeps this
+    /// shim's containers apart; a container of another runtime (dockerd's own `/docker/<id>`,
+    /// the Go shim with a client's path) holds no claim, so a cgroup that already holds
+    /// processes is refused too (sharing it means merged limits, mixed stats, a freeze or
+    /// `kill --all` reaching the other container).
     fn refuse_busy_cgroup(&self, path: &str) -> Result<(), SpecError> {
         if !path.starts_with('/') {
             return Ok(()); // relative: runc resolves it against its own cgroup
@@ -88,7 +141,7 @@ impl Ctx<'_> {
             return Err(SpecError::Rule {
                 rule: "CG-1",
                 msg: format!(
-                    "cgroup {path:?} already holds the processes of another container (the same id in another containerd namespace?): choose another id, or set cgroup-parent (annotation {}cgroup-parent or config cgroup-parent)",
+                    "cgroup {path:?} already holds the processes of another container (containers never share a cgroup): choose another id, or set cgroup-parent (annotation {}cgroup-parent or config cgroup-parent)",
                     self.cfg.annotation_prefix
                 ),
             });

@@ -30,6 +30,7 @@ use crate::parse::go_quote;
 use crate::{Applied, Filled, Host, HostAction, Inputs, SiblingTask};
 use serde_json::Value;
 
+pub use cgroups::{cgroup_claims, cgroup_leaf, NAMESPACE_SEPARATOR, UNQUALIFIED_NAMESPACE};
 pub(crate) use files::{ETC_FILES, ETC_FILES_DIR};
 pub use user::{exec_user_chosen, exec_user_groups};
 
@@ -110,6 +111,8 @@ pub(crate) fn fill(spec: Value, inputs: &Inputs, host: &dyn Host) -> Result<Fill
     // CG-2 (shim edge): runc's driver for the final path, also for specs left untouched.
     let driver = cgroup_driver::decide(origin, runc_driver, ctx.doc.cgroups_path(), host.systemd_running())?;
     let warnings = driver.warning.into_iter().collect();
+    // CG-1: the final cgroup is this container's alone, whoever chose it.
+    ctx.actions.extend(cgroups::cgroup_claims(ctx.doc.cgroups_path(), driver.systemd));
     Ok(Filled { spec: ctx.doc.0, applied: ctx.applied, origin, policy, systemd_cgroup: driver.systemd, warnings, actions: ctx.actions })
 }
 

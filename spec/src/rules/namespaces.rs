@@ -12,9 +12,6 @@ use crate::oci::ns;
 use crate::parse::{self, go_quote};
 use crate::{name_conflict, ClaimScope, HostAction, HostFile, SiblingTask};
 
-/// The claim class of container names (NAME-1).
-pub(crate) const NAME_CLAIM: &str = "name";
-
 pub(crate) const IDS: &[&str] = &["NS-1", "NS-2", "NS-3", "NS-4", "NS-5", "NS-6", "NS-7", "NS-8", "NS-10", "NS-11", "NAME-1"];
 
 /// Kind of namespace join, for Docker's error texts (NS-2..4).
@@ -88,7 +85,7 @@ impl Ctx<'_> {
         if let Some(id) = holders.into_iter().find(|h| h != self.id) {
             return Err(self.ann_err("name", name_conflict(&name, &id)));
         }
-        self.actions.insert(0, HostAction::Claim { scope: ClaimScope::Namespace, class: NAME_CLAIM.into(), key: name });
+        self.actions.insert(0, HostAction::Claim { scope: ClaimScope::Namespace, class: crate::claim_class::NAME.into(), key: name });
         Ok(())
     }
 

@@ -14,11 +14,14 @@ pub(crate) const IDS: &[&str] = &["US-1", "US-2", "US-3"];
 const ROOTFS_READ_LIMIT: usize = 10 * 1024 * 1024;
 
 impl Ctx<'_> {
-    fn rootfs_text(&self, path: &str) -> Result<Option<String>, SpecError> {
-        let b = self.host.rootfs_file(path).map_err(|e| Self::host_err("US-1", e))?;
+    /// US-1: a file of the container's rootfs, read because the annotation `key` asked. The
+    /// image decides what is there: a device node, a FIFO or a 1 GB file must fail with a message
+    /// naming the annotation and the file (the host never opens anything but a regular file).
+    fn rootfs_text(&self, key: &str, path: &str) -> Result<Option<String>, SpecError> {
+        let b = self.host.rootfs_file(path).map_err(|e| self.ann_err(key, format!("reading {path} of the container's rootfs: {e}")))?;
         match b {
             None => Ok(None),
-            Some(b) if b.len() > ROOTFS_READ_LIMIT => Err(self.ann_err("user", format!("{path}: file exceeds {ROOTFS_READ_LIMIT} bytes"))),
+            Some(b) if b.len() > ROOTFS_READ_LIMIT => Err(self.ann_err(key, format!("reading {path} of the container's rootfs: file exceeds {ROOTFS_READ_LIMIT} bytes"))),
             Some(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
         }
     }
@@ -28,9 +31,10 @@ impl Ctx<'_> {
         if self.s.user.is_none() && self.s.group_add.is_none() {
             return Ok(());
         }
-        let group = self.rootfs_text("/etc/group")?;
+        let why = if self.s.user.is_some() { "user" } else { "group-add" };
+        let group = self.rootfs_text(why, "/etc/group")?;
         let (uid, gid, mut gids) = if let Some(u) = self.s.user.clone() {
-            let passwd = self.rootfs_text("/etc/passwd")?;
+            let passwd = self.rootfs_text("user", "/etc/passwd")?;
             let eu = passwd::resolve_user(&u, passwd.as_deref(), group.as_deref()).map_err(|m| self.ann_err("user", m))?;
             // US-2: primary gid first, then supplementary groups.
             let mut g = vec![eu.gid];
