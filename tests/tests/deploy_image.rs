@@ -15,6 +15,7 @@
 //! - upgrade in place: a running shim keeps its old binary, a new one starts the new binary;
 //!   no restart when the config did not change; uninstall refuses while containers of the runtime
 //!   exist; without systemd the default `RESTART=auto` refuses before changing anything.
+//!
 //! The restart through systemd itself is tested in tests/tests/deploy_systemd.rs.
 
 use std::collections::BTreeMap;

@@ -130,9 +130,12 @@ mod tests {
         }
     }
 
+    /// The fake server's thread: the request it got (head, body), or why it got none.
+    type Served = std::thread::JoinHandle<Result<(String, String), String>>;
+
     /// An HTTPS server on 127.0.0.1 with a certificate from a throw-away CA: answers one
     /// request with `status` and `body`, and hands back the request it got (head, body).
-    fn fake_api(status: u16, body: &'static str) -> (Api, std::thread::JoinHandle<Result<(String, String), String>>) {
+    fn fake_api(status: u16, body: &'static str) -> (Api, Served) {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
