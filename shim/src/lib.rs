@@ -2,7 +2,8 @@
 //! filling their OCI spec with the rules `docker run` applies.
 //!
 //! Layers, top down (docs/ARCHITECTURE.md has the picture):
-//! - [`bootstrap`]: the short-lived invocations (`start`, `delete`, `-info`, `-v`), [`dry_run`];
+//! - [`bootstrap`]: the short-lived invocations (`start`, `delete`, `-info`, `-v`), [`dry_run`],
+//!   [`install`] (`install`/`uninstall` on a node);
 //! - [`daemon`]: the long-lived process; [`service`]: the task API over ttrpc and the registry;
 //! - [`container`]: one container and the invariants on its processes' exits;
 //!   [`process`]: process states and their transitions;
@@ -21,6 +22,7 @@ pub mod events;
 pub mod execfifo;
 pub mod exits;
 pub mod fsutil;
+pub mod install;
 pub mod logger;
 pub mod monitor;
 pub mod mount;

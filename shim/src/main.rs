@@ -1,7 +1,8 @@
 //! containerd-shim-dockerish-v2: the binary containerd runs (`start`, `delete`, `-info`, `-v`,
-//! the daemon) and `dry-run` for users. Everything lives in the library (`dockerish_shim`).
+//! the daemon), `dry-run` for users and `install`/`uninstall` for a node's admin. Everything
+//! lives in the library (`dockerish_shim`).
 
-use dockerish_shim::{args, bootstrap, daemon, dry_run};
+use dockerish_shim::{args, bootstrap, daemon, dry_run, install};
 
 fn main() {
     let flags = match args::parse(std::env::args().skip(1)) {
@@ -22,9 +23,17 @@ fn main() {
             "start" => bootstrap::start(&flags),
             "delete" => bootstrap::delete(&flags),
             "dry-run" => dry_run::dry_run(&flags),
+            "install" | "uninstall" => {
+                let words: Vec<String> = std::iter::once(flags.action.clone()).chain(flags.rest.iter().cloned()).collect();
+                if let Err(e) = install::main(&words) {
+                    eprintln!("containerd-shim-dockerish-v2 {}: {e}", flags.action);
+                    std::process::exit(e.exit_code());
+                }
+                return;
+            }
             "" => std::process::exit(daemon::run(&flags)),
             other => {
-                eprintln!("unknown action {other:?}: expected start, delete, dry-run, -v or -info");
+                eprintln!("unknown action {other:?}: expected start, delete, dry-run, install, uninstall, -v or -info");
                 std::process::exit(2);
             }
         }

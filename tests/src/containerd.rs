@@ -47,6 +47,10 @@ pub struct Options {
     pub dir: Option<PathBuf>,
     /// `debug` or `info`.
     pub log_level: String,
+    /// Where the generated `config.toml` is written and read from (default: the daemon's
+    /// directory). A test that edits the file in place (the node installer) points it at a
+    /// node's `/etc/containerd/config.toml`; [`Containerd::restart`] rereads it.
+    pub config_file: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -59,6 +63,7 @@ impl Default for Options {
             import_image: true,
             dir: None,
             log_level: "debug".into(),
+            config_file: None,
         }
     }
 }
@@ -372,7 +377,12 @@ impl Containerd {
     fn write_config(&self) {
         std::fs::create_dir_all(&self.root).unwrap();
         std::fs::create_dir_all(&self.state).unwrap();
-        std::fs::write(self.daemon_dir.join("config.toml"), self.config_text()).unwrap();
+        std::fs::write(self.config_path(), self.config_text()).unwrap();
+    }
+
+    /// The `config.toml` the daemon reads ([`Options::config_file`]).
+    pub fn config_path(&self) -> PathBuf {
+        self.opts.config_file.clone().unwrap_or_else(|| self.daemon_dir.join("config.toml"))
     }
 
     /// Path of containerd's log (stdout+stderr of the daemon, including shim logs).
@@ -393,7 +403,7 @@ impl Containerd {
             .unwrap();
         let mut cmd = Command::new(self.build.containerd());
         cmd.arg("--config")
-            .arg(self.daemon_dir.join("config.toml"))
+            .arg(self.config_path())
             .env_clear()
             .env("PATH", self.daemon_path())
             .env("HOME", "/root")

@@ -15,7 +15,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::{image, IMAGE};
+use crate::{image, Version, IMAGE};
 
 /// Sandbox image: the test busybox image whose command never exits on its own.
 pub const PAUSE_IMAGE: &str = "docker.io/dockerish/pause:test";
@@ -164,6 +164,95 @@ pub const CNI_CONFLIST: &str = r#"{
   ]
 }
 "#;
+
+/// The CRI part of a node's containerd config, as a distribution ships it plus what a private
+/// test node needs: for 1.x a version 2 file that declares no runtime (like Debian 12's
+/// `/etc/containerd/config.toml`), for 2.3 a version 4 file in 2.x's CRI plugin layout; the
+/// test's sandbox image and CNI directory (`cni_dir`, holding [`CNI_CONFLIST`]). No runtime
+/// handler: `deploy/install.sh` or the node installer adds `dockerish`.
+pub fn node_cri_config(v: Version, cni_dir: &Path) -> String {
+    // This machine runs the tests inside a container that may not lower OOM scores (the
+    // sandbox's -998 fails with EACCES in runc init): restrict_oom_score_adj makes CRI clamp to
+    // containerd's own score.
+    if v.is_2x() {
+        format!(
+            r#"version = 4
+
+[plugins.'io.containerd.cri.v1.images'.pinned_images]
+  sandbox = '{PAUSE_IMAGE}'
+
+[plugins.'io.containerd.cri.v1.runtime']
+  netns_mounts_under_state_dir = true
+  restrict_oom_score_adj = true
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ['/usr/lib/cni']
+    conf_dir = '{cni}'
+"#,
+            cni = cni_dir.display(),
+        )
+    } else {
+        format!(
+            r#"version = 2
+
+[plugins]
+  [plugins."io.containerd.grpc.v1.cri"]
+    sandbox_image = "{PAUSE_IMAGE}"
+    netns_mounts_under_state_dir = true
+    restrict_oom_score_adj = true
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      bin_dir = "/usr/lib/cni"
+      conf_dir = "{cni}"
+"#,
+            cni = cni_dir.display(),
+        )
+    }
+}
+
+/// The pod-level cgroup directories CRI asked runc to create (the kubelet's job to remove). Its
+/// `Drop` (after the harness's, which removes the containers) also removes runc's state root
+/// for `k8s.io` if no other CRI user is left in it.
+pub struct PodCgroup {
+    pub parent: String,
+}
+
+impl PodCgroup {
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+            for e in rd.flatten() {
+                let p = e.path().join(self.parent.trim_start_matches('/'));
+                if p.is_dir() {
+                    v.push(p);
+                }
+            }
+        }
+        v
+    }
+}
+
+impl Drop for PodCgroup {
+    fn drop(&mut self) {
+        for d in self.dirs() {
+            if let Ok(rd) = std::fs::read_dir(&d) {
+                for e in rd.flatten() {
+                    if e.path().is_dir() {
+                        let _ = std::fs::remove_dir(e.path());
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(&d);
+            // besteffort and kubepods, only if nothing else lives there.
+            let mut up = d.parent();
+            for _ in 0..2 {
+                if let Some(p) = up {
+                    let _ = std::fs::remove_dir(p);
+                    up = p.parent();
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(crate::procs::runc_state("k8s.io", ""));
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // The pause image: the harness's busybox image with another command and name.

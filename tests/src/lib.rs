@@ -22,6 +22,7 @@ pub mod containerd;
 pub mod cri;
 pub mod events;
 pub mod image;
+pub mod k8s;
 pub mod matrix;
 pub mod pb;
 pub mod procs;

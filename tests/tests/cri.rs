@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dockerish_tests::cri::{kubelet_namespaces, pause_image_tarball, Cri, CNI_CONFLIST, PAUSE_IMAGE};
+use dockerish_tests::cri::{kubelet_namespaces, pause_image_tarball, Cri, PodCgroup, CNI_CONFLIST, PAUSE_IMAGE};
 use dockerish_tests::{matrix_tests, procs, wait_until, Containerd, Options, Version, IMAGE};
 use k8s_cri::v1::*;
 use serde_json::Value;
@@ -83,52 +83,6 @@ fn bundle_spec(c: &Containerd, id: &str) -> Value {
     serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
 }
 
-/// The pod-level cgroup directories CRI asked runc to create (the kubelet's job to remove). Its
-/// `Drop` (after the harness's, which removes the containers) also removes runc's state root
-/// for `k8s.io` if no other CRI user is left in it.
-struct PodCgroup {
-    parent: String,
-}
-
-impl PodCgroup {
-    fn dirs(&self) -> Vec<PathBuf> {
-        let mut v = Vec::new();
-        if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
-            for e in rd.flatten() {
-                let p = e.path().join(self.parent.trim_start_matches('/'));
-                if p.is_dir() {
-                    v.push(p);
-                }
-            }
-        }
-        v
-    }
-}
-
-impl Drop for PodCgroup {
-    fn drop(&mut self) {
-        for d in self.dirs() {
-            if let Ok(rd) = std::fs::read_dir(&d) {
-                for e in rd.flatten() {
-                    if e.path().is_dir() {
-                        let _ = std::fs::remove_dir(e.path());
-                    }
-                }
-            }
-            let _ = std::fs::remove_dir(&d);
-            // besteffort and kubepods, only if nothing else lives there.
-            let mut up = d.parent();
-            for _ in 0..2 {
-                if let Some(p) = up {
-                    let _ = std::fs::remove_dir(p);
-                    up = p.parent();
-                }
-            }
-        }
-        let _ = std::fs::remove_dir(procs::runc_state(K8S_NS, ""));
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 
 /// The CRI part of the daemon's config, made the way a node admin would: the distribution's
@@ -140,41 +94,7 @@ fn cri_config(dir: &Path, v: Version) -> String {
     let node = dir.join("node");
     std::fs::create_dir_all(&node).unwrap();
     let cni = dir.join("cni");
-    // This machine runs the tests inside a container that may not lower OOM scores (the
-    // sandbox's -998 fails with EACCES in runc init): restrict_oom_score_adj makes CRI clamp to
-    // containerd's own score.
-    let base = if v.is_2x() {
-        format!(
-            r#"version = 4
-
-[plugins.'io.containerd.cri.v1.images'.pinned_images]
-  sandbox = '{PAUSE_IMAGE}'
-
-[plugins.'io.containerd.cri.v1.runtime']
-  netns_mounts_under_state_dir = true
-  restrict_oom_score_adj = true
-  [plugins.'io.containerd.cri.v1.runtime'.cni]
-    bin_dirs = ['/usr/lib/cni']
-    conf_dir = '{cni}'
-"#,
-            cni = cni.display(),
-        )
-    } else {
-        format!(
-            r#"version = 2
-
-[plugins]
-  [plugins."io.containerd.grpc.v1.cri"]
-    sandbox_image = "{PAUSE_IMAGE}"
-    netns_mounts_under_state_dir = true
-    restrict_oom_score_adj = true
-    [plugins."io.containerd.grpc.v1.cri".cni]
-      bin_dir = "/usr/lib/cni"
-      conf_dir = "{cni}"
-"#,
-            cni = cni.display(),
-        )
-    };
+    let base = dockerish_tests::cri::node_cri_config(v, &cni);
     std::fs::write(node.join("config.toml"), base).unwrap();
     let o = dockerish_tests::install_script(v)
         .arg("--binary")

@@ -11,15 +11,13 @@ use dockerish_tests::{matrix_tests, Containerd, Options, Version};
 
 matrix_tests!(versions_only: install_into_the_default_config_then_uninstall, install_creates_a_config_of_the_native_version);
 
+/// `deploy/install.sh` (which runs the shim's own `install`) on the throw-away files of `dir`.
 fn install(dir: &Path, extra: &[&str]) -> std::process::Output {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/install.sh");
-    let bin = dir.join("fake-shim");
-    std::fs::write(&bin, "#!/bin/sh\n").unwrap();
-    Command::new("chmod").arg("+x").arg(&bin).status().unwrap();
     let mut cmd = Command::new("bash");
     cmd.arg(script);
     cmd.args(extra);
-    cmd.arg("--binary").arg(&bin).arg("--prefix").arg(dir.join("bin"));
+    cmd.arg("--binary").arg(dockerish_tests::shim_path()).arg("--prefix").arg(dir.join("bin"));
     cmd.arg("--config").arg(dir.join("config.toml")).arg("--shim-config").arg(dir.join("dockerish.toml")).arg("--no-restart");
     cmd.output().unwrap()
 }

@@ -111,14 +111,14 @@ fn config_reference_lists_every_key_with_its_default() {
 #[test]
 fn containerd_snippets_match_deploy() {
     let doc = usage();
-    for f in ["deploy/containerd-config-v2.toml", "deploy/containerd-config-v3.toml", "deploy/runtimeclass.yaml"] {
+    for f in ["deploy/containerd-config-v2.toml", "deploy/containerd-config-v3.toml", "deploy/kubernetes/runtimeclass.yaml"] {
         let text = std::fs::read_to_string(dockerish_tests::workspace_root().join(f)).unwrap();
         for line in text.lines().map(str::trim) {
             if line.is_empty() || line.starts_with('#') || line.starts_with("version") {
                 continue;
             }
             if f.ends_with(".yaml") {
-                // The YAML is applied as is (`kubectl apply -f deploy/runtimeclass.yaml`).
+                // The YAML is applied as is (`kubectl apply -f deploy/kubernetes/runtimeclass.yaml`).
                 continue;
             }
             assert!(doc.contains(line), "docs/USAGE.md does not show `{line}` from {f}");
