@@ -216,7 +216,7 @@ impl<R: Runtime, E: EventSink> Container<R, E> {
                 log::debug!("{}: kill --all after the init exited: {e}", self.id);
             }
         }
-        drain.wait(if is_init { INIT_FLUSH } else { EXEC_FLUSH }).await;
+        let still_draining = drain.wait(if is_init { INIT_FLUSH } else { EXEC_FLUSH }).await;
         if is_init {
             let mut changed = self.changed.subscribe();
             while self.lock().execs.values().any(|p| p.state.exit_pending()) {
@@ -236,7 +236,8 @@ impl<R: Runtime, E: EventSink> Container<R, E> {
         }
         let Ok(p) = g.get(&exec_id, &self.id) else { return };
         let Ok(e) = p.state.publish() else { return };
-        p.io.shutdown();
+        p.io.close_after_exit();
+        p.io.keep_output(still_draining);
         self.publish(Event::Exit(TaskExit {
             container_id: self.id.clone(),
             id: if is_init { self.id.clone() } else { exec_id.clone() },

@@ -30,6 +30,7 @@ matrix_tests!(
     shim_joins_shim_cgroup,
     io_uid_gid_own_the_stdio_pipes,
     stdio_combinations_never_bring_the_shim_down,
+    exec_output_reaches_a_late_reader_in_full,
 );
 matrix_tests!(dockerish_only:
     stuck_runc_of_one_container_does_not_stall_another,
@@ -468,6 +469,33 @@ fn stdio_combinations_never_bring_the_shim_down(v: Version, rt: Runtime) {
 
 // ---------------------------------------------------------------------------------------------
 // Item 9: one container must not stall the others
+
+/// The exit of a process waits (bounded) for its output to drain, so that one stalled reader
+/// cannot hold the pod's other exits back. Bounded must not mean truncated: a reader that
+/// starts only after that bound still gets every byte, as with the Go shim, whose copiers run
+/// to EOF. The output fits in the pipes (FIFO 64 KiB + the shim's pipe), so the exec ends at
+/// once while the rest waits in the shim.
+fn exec_output_reaches_a_late_reader_in_full(v: Version, rt: Runtime) {
+    const SIZE: usize = 100 * 1024;
+    let c = Containerd::shared(v);
+    let mut d = Direct::new(&c, rt, &["sleep", "100000"], |_| {});
+    d.create("", None).expect("Create");
+    d.start("").expect("Start");
+    let mut out = Fifo::new(c.dir.join(format!("late-out-{}", d.s.id)));
+    let err = Fifo::new(c.dir.join(format!("late-err-{}", d.s.id)));
+    d.exec("big", &process_spec(&["head", "-c", &SIZE.to_string(), "/dev/zero"]), false, &out.path(), &err.path()).expect("Exec");
+    d.start("big").expect("Start of the exec");
+    assert_eq!(d.wait("big").expect("Wait"), 0);
+    // Longer than the shim's bound on an exec's output drain (2 s).
+    std::thread::sleep(Duration::from_secs(3));
+    let mut total = 0;
+    dockerish_tests::wait_until(Duration::from_secs(10), || {
+        total += out.read_now().len();
+        total >= SIZE
+    });
+    assert_eq!(total, SIZE, "the exec's output was cut short for a reader that came late");
+    d.finish();
+}
 
 /// Two containers in one shim (same group). A's `runc kill` is stuck; meanwhile A's exec exits
 /// and B is killed: B's Kill and State answer, and B's exit is published although A's is not

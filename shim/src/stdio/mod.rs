@@ -168,19 +168,20 @@ pub struct ProcessIo {
 pub struct Drain(Vec<JoinHandle<()>>);
 
 impl Drain {
-    /// Waits (bounded) for all output to reach its destination; a background child that keeps
-    /// the pipe open must not hold the exit event forever. Copiers still running are stopped.
-    pub async fn wait(self, limit: Duration) {
-        let mut tasks = self.0;
+    /// Waits (bounded) for all output to reach its destination: a background child that keeps
+    /// the pipe open, or a reader that has not come yet, must not hold the exit event forever.
+    /// Copiers still running then are handed back: they go on to EOF, as the Go shim's do, and
+    /// stop only when the process is deleted (their reader may come late; cutting its output
+    /// short would lose data).
+    pub async fn wait(mut self, limit: Duration) -> Drain {
         let all = async {
-            for t in tasks.iter_mut() {
+            for t in self.0.iter_mut() {
                 let _ = t.await;
             }
         };
         let _ = tokio::time::timeout(limit, all).await;
-        for t in tasks {
-            t.abort();
-        }
+        self.0.retain(|t| !t.is_finished());
+        self
     }
 }
 
@@ -193,6 +194,21 @@ impl ProcessIo {
 
     pub fn take_output(&mut self) -> Drain {
         Drain(std::mem::take(&mut self.output_tasks))
+    }
+
+    /// Keeps the copiers a [`Drain`] left running, so that deleting the process stops them.
+    pub fn keep_output(&mut self, rest: Drain) {
+        self.output_tasks.extend(rest.0);
+    }
+
+    /// The process exited: stdin and the terminal are closed; output copiers still draining
+    /// go on until EOF or until the process is deleted (drop).
+    pub fn close_after_exit(&mut self) {
+        self.close_stdin.take();
+        if let Some(t) = self.stdin_task.take() {
+            t.abort();
+        }
+        self.console.take();
     }
 
     /// Stops every copier and closes every fd (the process is gone).
