@@ -286,13 +286,25 @@ impl Runtime for RuncRuntime {
     }
 
     async fn delete(&self, h: &Handle, force: bool) -> Result<(), RuntimeError> {
-        match h.runc.delete(&h.id, force).await {
-            Ok(()) | Err(RuncError::NotFound { .. }) => {}
+        let gone = match h.runc.delete(&h.id, force).await {
+            Ok(()) | Err(RuncError::NotFound { .. }) => true,
             // The undo below must still run; the failure is worth a line, not a stuck task.
-            Err(e) => log::warn!("{e}"),
-        }
+            Err(e) => {
+                log::warn!("{e}");
+                false
+            }
+        };
         let b = h.bundle.clone();
-        blocking(move || Ok(b.undo()?)).await
+        blocking(move || {
+            if gone {
+                // Lets `shim delete` skip its own `runc delete` (see SavedState::runc_deleted).
+                if let Err(e) = b.mark_runc_deleted() {
+                    log::warn!("{e}");
+                }
+            }
+            Ok(b.undo()?)
+        })
+        .await
     }
 
     async fn stats(&self, h: &Handle) -> Result<Any, RuntimeError> {
