@@ -41,6 +41,19 @@ fn one_malloc_arena() {
     }
 }
 
+/// Gives the heap's free pages back to the kernel. A Create builds and drops a whole filled
+/// spec (Docker's seccomp profile alone is hundreds of allocations); glibc keeps the freed
+/// pages resident, ~80 KiB per shim that an idle shim never uses again. Blocking pool only
+/// (it walks the heap).
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator's own arenas; it is
+    // thread-safe in glibc and touches no memory the program owns. No safe wrapper exists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 pub fn run(flags: &Flags) -> i32 {
     one_malloc_arena();
     redirect_stderr_to_log(&flags.bundle);

@@ -149,6 +149,7 @@ impl Runtime for RuncRuntime {
             let stdio = stdio::open(&spec, io_owner)?;
             let features = Box::new(move |bin: &std::path::Path| crate::runc::features_blocking(bin, Some(&monitor)).ok());
             let prepared = b.create(CreateParams { id: &id, namespace: &ns, rootfs: &rootfs, options: &opts, features })?;
+            crate::daemon::trim_heap();
             Ok((prepared, stdio))
         })
         .await?;
