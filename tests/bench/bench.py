@@ -590,7 +590,8 @@ class Bench:
         self.docker_sock = os.path.join(d, "docker.sock")
         self.docker_env = {"PATH": f"{root}/usr/bin:{root}/usr/sbin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "DOCKER_HOST": f"unix://{self.docker_sock}"}
         self.docker_cg_parents = [p for p in (os.path.join("/sys/fs/cgroup", c, "docker") for c in os.listdir("/sys/fs/cgroup")) if not os.path.exists(p)]
-        self.etc_docker_existed = os.path.exists("/etc/docker")
+        # dockerd creates these whatever its roots are (the plugin socket dir is fixed).
+        self.docker_dirs = [p for p in ("/etc/docker", "/run/docker") if not os.path.exists(p)]
         logf = open(os.path.join(d, "dockerd.log"), "w")
         self.dockerd = subprocess.Popen(
             [f"{root}/usr/sbin/dockerd", "--data-root", f"{d}/data", "--exec-root", f"{d}/exec", "-H", f"unix://{self.docker_sock}", "--pidfile", f"{d}/dockerd.pid",
@@ -631,8 +632,8 @@ class Bench:
                 os.rmdir(p)
             except OSError:
                 pass
-        if not self.etc_docker_existed and os.path.exists("/etc/docker"):
-            shutil.rmtree("/etc/docker", ignore_errors=True)
+        for p in self.docker_dirs:
+            shutil.rmtree(p, ignore_errors=True)
 
     def docker(self):
         n = self.args.dockers
