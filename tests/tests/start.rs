@@ -106,6 +106,44 @@ fn runc_state_elsewhere_start_falls_back_and_shim_delete_still_deletes() {
     let _ = std::fs::remove_dir(moved.parent().unwrap());
 }
 
+/// Kill of a container's init (issue 14) signals it through a pidfd the shim opened at Create:
+/// no `runc kill` process, the exit is the signal's, and a Kill after the exit reports that the
+/// process already finished. `kill --all` (`ctr task kill -a`) still goes through runc.
+#[test]
+fn kill_signals_the_init_without_a_runc_process() {
+    let c = Containerd::start();
+    let log = c.dir.join("runc-calls");
+    let cfg = logging_runc(&c, &log);
+    let id = c.id("killed");
+    // The init of a PID namespace ignores signals it has no handler for: trap SIGTERM.
+    let o = c.run(D, id, &["sh", "-c", "trap 'exit 7' TERM; while :; do sleep 0.1; done"], RunOpts::detach().flag("--runtime-config-path").flag(&cfg));
+    assert_eq!(o.code(), 0, "{}", o.stderr);
+    assert_eq!(calls(&log), ["create"]);
+    let pid = c.task_pid(id).expect("task pid");
+    let k = c.ctr(&["task", "kill", "-s", "SIGTERM", id]);
+    assert_eq!(k.code(), 0, "{}", k.stderr);
+    assert!(c.wait_status(id, "STOPPED", T), "SIGTERM did not stop {id}");
+    assert!(!procs::alive(pid));
+    assert_eq!(calls(&log), Vec::<String>::new(), "Kill ran runc");
+    let d = c.ctr(&["task", "delete", id]);
+    assert!(d.stderr.contains("exit code 7"), "exit status of the init's TERM trap: {} {}", d.stdout, d.stderr);
+    let again = c.ctr(&["task", "kill", "-s", "SIGKILL", id]);
+    assert_ne!(again.code(), 0, "Kill of a deleted task must fail");
+
+    let id2 = c.id("killall");
+    let o = c.run(D, id2, &["sleep", "100000"], RunOpts::detach().flag("--runtime-config-path").flag(&cfg));
+    assert_eq!(o.code(), 0, "{}", o.stderr);
+    let _ = calls(&log);
+    let k = c.ctr(&["task", "kill", "-a", "-s", "SIGKILL", id2]);
+    assert_eq!(k.code(), 0, "{}", k.stderr);
+    assert!(c.wait_status(id2, "STOPPED", T));
+    assert_eq!(calls(&log), ["kill"], "kill --all is runc's");
+    c.remove(id);
+    c.remove(id2);
+    c.assert_no_leftovers(id);
+    c.assert_no_leftovers(id2);
+}
+
 /// A spec with a poststart hook is started by `runc start` (the hook runs, once).
 #[test]
 fn poststart_hooks_are_left_to_runc_start() {
