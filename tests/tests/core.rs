@@ -452,9 +452,10 @@ fn stdio_combinations_never_bring_the_shim_down(rt: Runtime) {
 // ---------------------------------------------------------------------------------------------
 // Item 9: one container must not stall the others
 
-/// Two containers in one shim (same group). A's `runc kill` is stuck; meanwhile A's exec exits
-/// and B is killed: B's Kill and State answer, and B's exit is published although A's is not
-/// yet (exits are not applied one after another behind A).
+/// Two containers in one shim (same group). A's `runc kill --all` is stuck; meanwhile A's exec
+/// exits and B is killed: B's Kill and State answer, and B's exit is published although A's is
+/// not yet (exits are not applied one after another behind A). (`--all`: dockerish signals a
+/// single init through a pidfd without runc; killing every process is runc's.)
 fn stuck_runc_of_one_container_does_not_stall_another(rt: Runtime) {
     let c = Containerd::start();
     let ev = Events::watch(&c, &c.ns);
@@ -473,7 +474,7 @@ fn stuck_runc_of_one_container_does_not_stall_another(rt: Runtime) {
     gate.arm();
     let kill_a = {
         let mut cmd = c.ctr_command();
-        cmd.args(["-n", &c.ns, "task", "kill", "-s", "SIGKILL", a]);
+        cmd.args(["-n", &c.ns, "task", "kill", "-a", "-s", "SIGKILL", a]);
         std::thread::spawn(move || dockerish_tests::cmd::try_run_cmd(&mut cmd, None, Duration::from_secs(90)))
     };
     assert!(gate.wait_entered(), "runc kill of {a} never started");
