@@ -144,6 +144,26 @@ fn kill_signals_the_init_without_a_runc_process() {
     c.assert_no_leftovers(id2);
 }
 
+/// The daemon's listening socket (passed by `shim start` as fd 3, necessarily inheritable) is
+/// not inherited by the processes the daemon starts: runc here, log drivers alike.
+#[test]
+fn runc_does_not_inherit_the_shims_socket() {
+    let c = Containerd::start();
+    let real = dockerish_tests::which("runc").unwrap_or_else(|| PathBuf::from("/usr/sbin/runc"));
+    let fds = c.dir.join("runc-fds");
+    let wrapper = c.dir.join("runc-fds.sh");
+    std::fs::write(&wrapper, format!("#!/bin/sh\ncase \" $* \" in *\" create \"*) ls -l /proc/$$/fd > {fds};; esac\nexec {real} \"$@\"\n", fds = fds.display(), real = real.display())).unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cfg = c.dir.join("runc-fds.toml");
+    std::fs::write(&cfg, format!("runc-binary = \"{}\"\n", wrapper.display())).unwrap();
+    let id = c.id("fds");
+    let o = c.run(D, id, &["true"], RunOpts::rm().flag("--runtime-config-path").flag(&cfg.display().to_string()));
+    assert_eq!(o.code(), 0, "{}", o.stderr);
+    let listing = std::fs::read_to_string(&fds).expect("the wrapper ran for runc create");
+    assert!(!listing.contains("socket:"), "runc create inherited a socket from the shim:\n{listing}");
+    c.assert_no_leftovers(id);
+}
+
 /// A spec with a poststart hook is started by `runc start` (the hook runs, once).
 #[test]
 fn poststart_hooks_are_left_to_runc_start() {
