@@ -64,7 +64,10 @@ def event_time(date, clock, offset):
 
 
 def rfc3339(s):
-    """`2026-12-05T07:28:53.627311442Z` (exited_at) → seconds since the epoch."""
+    """`2026-12-05T07:28:53.627311442Z` (exited_at as ctr 1.x prints it) or
+    `{"seconds": …, "nanos": …}` (ctr 2.x) → seconds since the epoch."""
+    if isinstance(s, dict):
+        return int(s.get("seconds", 0)) + int(s.get("nanos", 0)) / 1e9
     m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", s)
     if not m:
         return float("nan")
@@ -742,6 +745,8 @@ def reduce_trace(runs, procs, events):
             add(kind, rt, "  of which `runc delete`", sum(p["end"] - p["start"] for p in in_shim_del))
             add(kind, rt, "TaskDelete → ctr returns", t1 - ts("/tasks/delete"))
             add(kind, rt, "`shim delete` ends → ctr returns", (t1 - delete["end"]) if delete else nan)
+            add(kind, rt, "CPU of the `shim start` process", start["cpu"] if start else nan)
+            add(kind, rt, "CPU of the `shim delete` process (with its runc)", delete["cpu"] if delete else nan)
             add(kind, rt, "total: ctr run --rm", t1 - t0)
             add(kind, rt, "runc: time in runc processes", sum(p["end"] - p["start"] for _, p in runc))
             counts[kind][rt].append(len(runc))
