@@ -705,13 +705,16 @@ def reduce_trace(runs, procs, events):
         if v == v:  # not NaN
             phases[kind][rt].setdefault(name, []).append(v * 1e3)
 
+    starts = sorted(r[4] for r in runs)
     for kind, rt, cid, eid, t0, t1 in runs:
-        mine = [p for p in procs if t0 <= p["start"] <= t1 + 2]
+        # Up to the next measured command (the last one: up to 2 s after, for its `shim delete`).
+        bound = min([t for t in starts if t > t0] + [t1 + 2])
+        mine = [p for p in procs if t0 <= p["start"] < bound]
         runc = [(runc_cmd(p["argv"]), p) for p in mine if p["name"] == "runc"]
         runc = [(c, p) for (c, i), p in runc if i == cid]
         ev = {}
         for ts, topic, body in events:
-            if body.get("container_id") != cid or not (t0 - 0.01 <= ts <= t1 + 2):
+            if body.get("container_id") != cid or not (t0 - 0.01 <= ts < bound):
                 continue
             if kind == "exec" and topic in ("/tasks/exit", "/tasks/exec-started") and body.get("exec_id", body.get("id")) != eid:
                 continue
@@ -860,10 +863,10 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--only", help="comma list of: " + ",".join(STEPS) + " (scale is not in the default set)")
     a = ap.parse_args()
-    a.lifecycles = 10 if a.quick else 30
-    a.execs = 15 if a.quick else 40
-    a.creates = 6 if a.quick else 20
-    a.traced = 5 if a.quick else 12
+    a.lifecycles = 10 if a.quick else 40
+    a.execs = 15 if a.quick else 60
+    a.creates = 6 if a.quick else 30
+    a.traced = 5 if a.quick else 15
     a.dockers = 5 if a.quick else 15
     a.pods = 2 if a.quick else 5
     a.mem_rounds = 1 if a.quick else 3
