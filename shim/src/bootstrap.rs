@@ -203,9 +203,10 @@ pub fn delete(flags: &Flags) -> Result<(), BootstrapError> {
         reaper: None,
     };
     // containerd 1.6/1.7 call `delete` after *every* shim disconnect (cleanupAfterDeadShim),
-    // and `ctr run --rm` waits for it. After a normal Delete RPC runc's state is already gone,
-    // so a second `runc delete` would only cost a Go process start on that critical path.
-    if runc_state_may_exist(&runc.root, &flags.id) {
+    // and `ctr run --rm` waits for it. After a normal Delete RPC runc has already removed the
+    // container (the daemon recorded it), so a second `runc delete` would only cost a runc
+    // process on that critical path. Without that record runc decides, as with the Go shim.
+    if !saved.as_ref().is_some_and(|s| s.runc_deleted) {
         match runc.delete_blocking(&flags.id, true) {
             Ok(()) | Err(RuncError::NotFound { .. }) => {}
             Err(e) => eprintln!("runc delete {}: {e}", flags.id),
@@ -241,17 +242,6 @@ fn remove_dead_sockets(bundle: &Bundle, flags: &Flags) {
     }
 }
 
-/// runc (and crun) keep a container's state in `<root>/<id>`; when that directory is absent,
-/// `runc delete --force` has nothing to remove (runc itself only `RemoveAll`s that path then).
-/// Anything unexpected (a relative root, a stat error other than "not found") answers "may
-/// exist", so runc still gets to decide. `id` is one path component (checked before).
-fn runc_state_may_exist(root: &Path, id: &str) -> bool {
-    if !root.is_absolute() {
-        return true;
-    }
-    !matches!(root.join(id).symlink_metadata(), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
-}
-
 /// `-info`: RuntimeInfo with `runc features` (containerd 2.x asks on idmap mounts and, from
 /// 2.3, on every Create).
 pub fn info() -> Result<(), BootstrapError> {
@@ -277,15 +267,6 @@ pub fn version() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn runc_state_lookup_only_trusts_an_absolute_root() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("present")).unwrap();
-        assert!(runc_state_may_exist(dir.path(), "present"));
-        assert!(!runc_state_may_exist(dir.path(), "absent"));
-        assert!(runc_state_may_exist(Path::new("relative/root"), "absent"));
-    }
 
     #[test]
     fn namespace_and_id_must_be_path_components() {

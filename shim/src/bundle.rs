@@ -48,6 +48,12 @@ pub struct SavedState {
     pub runc_binary: String,
     pub runc_root: PathBuf,
     pub systemd_cgroup: bool,
+    /// The Delete RPC's `runc delete` succeeded: runc has nothing left of this container, so
+    /// `shim delete` (which containerd 1.6/1.7 run after every shim disconnect) need not run
+    /// runc again. Absent (a daemon killed before Delete, a state from an older shim) means
+    /// runc may still hold the container.
+    #[serde(default)]
+    pub runc_deleted: bool,
 }
 
 /// What a Create needs from the caller.
@@ -108,7 +114,7 @@ impl Bundle {
             let filled = plan.fill(&self.dir, &original, p.id, p.namespace, p.features)?;
             let mut runc = plan.runc(p.namespace);
             runc.systemd_cgroup = filled.systemd_cgroup;
-            self.save_state(&SavedState { runc_binary: runc.binary.clone(), runc_root: runc.root.clone(), systemd_cgroup: runc.systemd_cgroup })?;
+            self.save_state(&SavedState { runc_binary: runc.binary.clone(), runc_root: runc.root.clone(), systemd_cgroup: runc.systemd_cgroup, runc_deleted: false })?;
             crate::runc::reset_log(&self.path(RUNC_LOG)).map_err(|e| BundleError::System(format!("create {}: {e}", self.path(RUNC_LOG).display())))?;
             Ok(Prepared { runc, delta: filled.delta, exec_users: filled.exec_users, start_via_fifo: !filled.poststart_hooks, kill_all_on_exit: !filled.own_pid_namespace })
         })();
@@ -123,10 +129,22 @@ impl Bundle {
         result
     }
 
+    /// Written to a temporary name and renamed: a daemon killed mid-write must not leave a
+    /// state `shim delete` cannot read (it would fall back to the default runc).
     fn save_state(&self, s: &SavedState) -> Result<(), BundleError> {
-        let path = self.path(STATE_FILE);
+        let (path, tmp) = (self.path(STATE_FILE), self.path(".dockerish-state.json.tmp"));
         let json = serde_json::to_vec(s).map_err(|e| BundleError::System(e.to_string()))?;
-        crate::fsutil::write_private(&path, &json).map_err(|e| BundleError::System(format!("write {}: {e}", path.display())))
+        crate::fsutil::write_private(&tmp, &json).map_err(|e| BundleError::System(format!("write {}: {e}", tmp.display())))?;
+        std::fs::rename(&tmp, &path).map_err(|e| BundleError::System(format!("rename {} to {}: {e}", tmp.display(), path.display())))
+    }
+
+    /// Records that runc removed the container (the Delete RPC's `runc delete` succeeded or
+    /// found nothing). Blocking.
+    pub fn mark_runc_deleted(&self) -> Result<(), BundleError> {
+        match self.saved_state() {
+            Some(s) => self.save_state(&SavedState { runc_deleted: true, ..s }),
+            None => Ok(()),
+        }
     }
 
     /// The runc a previous Create chose, if it got that far.
@@ -244,9 +262,14 @@ mod tests {
         assert_eq!(b.address(), None);
         b.write_address("unix:///run/x/s").unwrap();
         assert_eq!(b.address().as_deref(), Some("unix:///run/x/s"));
-        let s = SavedState { runc_binary: "runc".into(), runc_root: "/run/r/ns".into(), systemd_cgroup: true };
+        let s = SavedState { runc_binary: "runc".into(), runc_root: "/run/r/ns".into(), systemd_cgroup: true, runc_deleted: false };
         b.save_state(&s).unwrap();
-        assert_eq!(b.saved_state(), Some(s));
+        assert_eq!(b.saved_state(), Some(s.clone()));
+        b.mark_runc_deleted().unwrap();
+        assert_eq!(b.saved_state(), Some(SavedState { runc_deleted: true, ..s }));
+        // A state written by an earlier shim (no runc_deleted): runc may still hold the container.
+        std::fs::write(b.path(STATE_FILE), r#"{"runc_binary":"runc","runc_root":"/r","systemd_cgroup":false}"#).unwrap();
+        assert_eq!(b.saved_state().map(|s| s.runc_deleted), Some(false));
         std::fs::write(b.path(INIT_PID), "42\n").unwrap();
         assert_eq!(b.init_pid().unwrap(), 42);
     }

@@ -5,7 +5,7 @@
 //! reading pid files, cgroup files) runs on tokio's blocking pool; runc runs as a child the
 //! reaper reports on. Nothing here waits on the runtime thread.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -117,6 +117,12 @@ impl RuncRuntime {
 /// Everything kept per container.
 pub struct Handle {
     id: String,
+    /// A pidfd of the container's init, opened when `runc create` returned (the init then
+    /// waits on its exec FIFO, and the shim, its reaper, has not reaped it). Kill signals it
+    /// directly instead of running `runc kill`, which does no more than that for one process;
+    /// unlike a pid, a pidfd can never reach another process once the init is reaped. `None`
+    /// on kernels without pidfds (< 5.3): `runc kill` then.
+    init_fd: Option<OwnedFd>,
     bundle: Bundle,
     runc: Runc,
     cgroup: Option<Cgroup>,
@@ -149,6 +155,7 @@ impl Runtime for RuncRuntime {
             let stdio = stdio::open(&spec, io_owner)?;
             let features = Box::new(move |bin: &std::path::Path| crate::runc::features_blocking(bin, Some(&monitor)).ok());
             let prepared = b.create(CreateParams { id: &id, namespace: &ns, rootfs: &rootfs, options: &opts, features })?;
+            crate::daemon::trim_heap();
             Ok((prepared, stdio))
         })
         .await?;
@@ -170,16 +177,16 @@ impl Runtime for RuncRuntime {
             })
             .await?;
             let b = bundle.clone();
-            let (pid, cgroup) = blocking(move || {
+            let (pid, cgroup, init_fd) = blocking(move || {
                 let pid = b.init_pid()?;
                 b.restrict_init_pid();
-                Ok((pid, Cgroup::of_pid(pid)))
+                Ok((pid, Cgroup::of_pid(pid), pidfd_open(pid)))
             })
             .await?;
-            Ok::<_, RuntimeError>((io, pid, cgroup))
+            Ok::<_, RuntimeError>((io, pid, cgroup, init_fd))
         }
         .await;
-        let (io, pid, cgroup) = match launched {
+        let (io, pid, cgroup, init_fd) = match launched {
             Ok(v) => v,
             Err(e) => {
                 self.teardown(&runc, &req.id, &bundle).await;
@@ -197,6 +204,7 @@ impl Runtime for RuncRuntime {
         };
         let handle = Handle {
             id: req.id.clone(),
+            init_fd,
             bundle,
             runc,
             cgroup,
@@ -260,6 +268,14 @@ impl Runtime for RuncRuntime {
     }
 
     async fn kill(&self, h: &Handle, signal: u32, all: bool) -> Result<(), RuntimeError> {
+        if let (false, Some(fd)) = (all, &h.init_fd) {
+            match pidfd_send_signal(fd, signal) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Err(RuntimeError::NotRunning(format!("container {:?}: its init process has exited", h.id))),
+                // Anything else (a seccomp'd shim, EPERM): runc decides, as before.
+                Err(e) => log::debug!("{}: pidfd_send_signal: {e}; running runc kill", h.id),
+            }
+        }
         Ok(h.runc.kill(&h.id, signal, all).await?)
     }
 
@@ -286,13 +302,25 @@ impl Runtime for RuncRuntime {
     }
 
     async fn delete(&self, h: &Handle, force: bool) -> Result<(), RuntimeError> {
-        match h.runc.delete(&h.id, force).await {
-            Ok(()) | Err(RuncError::NotFound { .. }) => {}
+        let gone = match h.runc.delete(&h.id, force).await {
+            Ok(()) | Err(RuncError::NotFound { .. }) => true,
             // The undo below must still run; the failure is worth a line, not a stuck task.
-            Err(e) => log::warn!("{e}"),
-        }
+            Err(e) => {
+                log::warn!("{e}");
+                false
+            }
+        };
         let b = h.bundle.clone();
-        blocking(move || Ok(b.undo()?)).await
+        blocking(move || {
+            if gone {
+                // Lets `shim delete` skip its own `runc delete` (see SavedState::runc_deleted).
+                if let Err(e) = b.mark_runc_deleted() {
+                    log::warn!("{e}");
+                }
+            }
+            Ok(b.undo()?)
+        })
+        .await
     }
 
     async fn stats(&self, h: &Handle) -> Result<Any, RuntimeError> {
@@ -339,5 +367,47 @@ fn exec_user_groups(users: &dockerish_host::ExecUsers, process: Vec<u8>) -> Resu
         Ok(false) => Ok(process),
         Ok(true) => serde_json::to_vec(&p).map_err(|e| RuntimeError::Failed(e.to_string())),
         Err(e) => Err(RuntimeError::Failed(format!("exec user groups: {e}"))),
+    }
+}
+
+/// `pidfd_open(2)`: `None` if the kernel has none or the process is gone. Blocking-safe.
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: the syscall takes a pid and flags and returns a new descriptor (close-on-exec) or
+    // -1; no memory is passed. Neither nix 0.29 nor std wraps it.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// `pidfd_send_signal(2)` without siginfo: what `kill(2)` does, aimed at the process the pidfd
+/// was opened on.
+fn pidfd_send_signal(fd: &OwnedFd, signal: u32) -> std::io::Result<()> {
+    // SAFETY: a pidfd we own, no siginfo (NULL) and no flags; the kernel reads no memory of ours.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), signal as libc::c_int, std::ptr::null::<libc::siginfo_t>(), 0u32) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pidfd reaches its process while it lives and only it: once the child is reaped,
+    /// signalling reports ESRCH instead of hitting whatever reuses the pid.
+    #[test]
+    fn pidfd_signals_its_process_and_nothing_after_it_is_reaped() {
+        let mut child = std::process::Command::new("sleep").arg("100").spawn().unwrap();
+        let Some(fd) = pidfd_open(child.id()) else { return }; // a kernel without pidfds
+        pidfd_send_signal(&fd, libc::SIGTERM as u32).unwrap();
+        let st = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(st.signal(), Some(libc::SIGTERM));
+        let e = pidfd_send_signal(&fd, libc::SIGTERM as u32).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ESRCH));
     }
 }

@@ -23,7 +23,7 @@ matrix_tests!(dockerish_only:
     start_understands_bootstrap_params,
     info_prints_runtime_info_with_runc_features,
     info_reports_the_build_revision,
-    delete_runs_runc_only_while_runc_state_exists,
+    delete_runs_runc_unless_the_delete_rpc_recorded_it,
 );
 
 /// Checks `start`'s reply the way this containerd version reads it: 1.x takes stdout and stderr
@@ -229,10 +229,12 @@ fn info_reports_the_build_revision(v: Version, rt: Runtime) {
     assert!(v.stdout.contains(&format!("Revision: {revision}")), "-v: {:?}", v.stdout);
 }
 
-/// `delete` runs `runc delete --force` only while runc still has state for the id: containerd
-/// calls `delete` after every disconnect, normally after the Delete RPC already removed it.
-/// The runc here is a logging stand-in named in the bundle's saved state.
-fn delete_runs_runc_only_while_runc_state_exists(v: Version, rt: Runtime) {
+/// `delete` runs `runc delete --force` unless the daemon's Delete RPC recorded that runc already
+/// removed the container (`runc_deleted` in the saved state): containerd calls `delete` after
+/// every disconnect, normally after that Delete. Whether runc's own state directory exists does
+/// not matter (its layout is runc's business). The runc here is a logging stand-in named in the
+/// bundle's saved state.
+fn delete_runs_runc_unless_the_delete_rpc_recorded_it(v: Version, rt: Runtime) {
     use std::os::unix::fs::PermissionsExt;
     let c = Containerd::shared(v);
     let s = DirectShim::new(&c, rt);
@@ -242,14 +244,15 @@ fn delete_runs_runc_only_while_runc_state_exists(v: Version, rt: Runtime) {
     let fake = s.bundle.join("fake-runc");
     std::fs::write(&fake, format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display())).unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let state = serde_json::json!({"runc_binary": fake, "runc_root": root, "systemd_cgroup": false});
-    std::fs::write(s.bundle.join("dockerish-state.json"), state.to_string()).unwrap();
+    let state = |deleted: bool| serde_json::json!({"runc_binary": fake, "runc_root": root, "systemd_cgroup": false, "runc_deleted": deleted}).to_string();
 
+    std::fs::write(s.bundle.join("dockerish-state.json"), state(true)).unwrap();
     decode_delete_response(&s.delete());
-    assert!(!log.exists(), "runc ran although {} has no state for {}: {:?}", root.display(), s.id, std::fs::read_to_string(&log));
+    assert!(!log.exists(), "runc ran although the Delete RPC recorded its delete: {:?}", std::fs::read_to_string(&log));
 
-    std::fs::create_dir(root.join(&s.id)).unwrap();
+    // No record (a daemon killed before Delete), even with no runc state directory in sight.
+    std::fs::write(s.bundle.join("dockerish-state.json"), state(false)).unwrap();
     decode_delete_response(&s.delete());
-    let calls = std::fs::read_to_string(&log).expect("runc was not run although its state directory exists");
+    let calls = std::fs::read_to_string(&log).expect("runc was not run although no Delete recorded it");
     assert_eq!(calls.trim(), format!("--root {} delete --force {}", root.display(), s.id));
 }

@@ -497,9 +497,10 @@ fn exec_output_reaches_a_late_reader_in_full(v: Version, rt: Runtime) {
     d.finish();
 }
 
-/// Two containers in one shim (same group). A's `runc kill` is stuck; meanwhile A's exec exits
-/// and B is killed: B's Kill and State answer, and B's exit is published although A's is not
-/// yet (exits are not applied one after another behind A).
+/// Two containers in one shim (same group). A's `runc kill --all` is stuck; meanwhile A's exec
+/// exits and B is killed: B's Kill and State answer, and B's exit is published although A's is
+/// not yet (exits are not applied one after another behind A). (`--all`: dockerish signals a
+/// single init through a pidfd without runc; killing every process is runc's.)
 fn stuck_runc_of_one_container_does_not_stall_another(v: Version, rt: Runtime) {
     let c = Containerd::shared(v);
     let ev = Events::watch(&c, &c.ns);
@@ -518,7 +519,7 @@ fn stuck_runc_of_one_container_does_not_stall_another(v: Version, rt: Runtime) {
     gate.arm();
     let kill_a = {
         let mut cmd = c.ctr_command();
-        cmd.args(["-n", &c.ns, "task", "kill", "-s", "SIGKILL", a]);
+        cmd.args(["-n", &c.ns, "task", "kill", "-a", "-s", "SIGKILL", a]);
         std::thread::spawn(move || dockerish_tests::cmd::try_run_cmd(&mut cmd, None, Duration::from_secs(90)))
     };
     assert!(gate.wait_entered(), "runc kill of {a} never started");

@@ -54,6 +54,116 @@ fn run_rm_runs_runc_only_for_create_and_delete() {
     c.assert_no_leftovers(id);
 }
 
+/// A runc that keeps its state under `<root>-moved` instead of the `--root` it is given (as a
+/// runc with another state layout would, from the shim's point of view), logging subcommands
+/// to `log` like [`logging_runc`].
+fn relocating_runc(c: &Containerd, log: &Path) -> String {
+    let real = dockerish_tests::which("runc").unwrap_or_else(|| PathBuf::from("/usr/sbin/runc"));
+    let wrapper = c.dir.join("runc-relocating");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in create|start|delete|exec|kill|state|ps|pause|resume|update) echo \"$a\" >> {log}; break;; esac; done\n\
+             first=1; prev=\nfor a in \"$@\"; do\n  [ \"$first\" = 1 ] && set -- && first=0\n  [ \"$prev\" = --root ] && a=\"$a-moved\"\n  set -- \"$@\" \"$a\"; prev=\"$a\"\ndone\nexec {real} \"$@\"\n",
+            log = log.display(),
+            real = real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cfg = c.dir.join("relocating-runc.toml");
+    std::fs::write(&cfg, format!("runc-binary = \"{}\"\n", wrapper.display())).unwrap();
+    cfg.display().to_string()
+}
+
+/// The two shortcuts around runc processes keep working when runc's state is not where the shim
+/// would look (another runc layout): Start falls back to `runc start` when there is no exec
+/// FIFO at `<root>/<id>`, and `shim delete` after a SIGKILLed daemon (no Delete RPC) still runs
+/// `runc delete`: whether it may skip runc is the shim's own record of a successful Delete,
+/// never the presence of runc's files.
+#[test]
+fn runc_state_elsewhere_start_falls_back_and_shim_delete_still_deletes() {
+    let c = Containerd::start();
+    let log = c.dir.join("runc-calls");
+    let cfg = relocating_runc(&c, &log);
+    let id = c.id("moved");
+    let o = c.run(D, id, &["sleep", "100000"], RunOpts::detach().flag("--runtime-config-path").flag(&cfg));
+    assert_eq!(o.code(), 0, "{}", o.stderr);
+    let moved = PathBuf::from(format!("{}-moved", procs::runc_state(&c.ns, "").display().to_string().trim_end_matches('/'))).join(id);
+    assert!(moved.join("state.json").is_file(), "runc state not at {}", moved.display());
+    assert!(!procs::runc_state(&c.ns, id).exists());
+    assert_eq!(calls(&log), ["create", "start"], "no exec FIFO where the shim looks: `runc start` starts it");
+    let pid = c.task_pid(id).expect("task pid");
+    assert!(procs::alive(pid));
+
+    let shim = c.shim_pid(id).expect("shim pid");
+    procs::kill(shim, libc::SIGKILL);
+    // containerd notices the dead shim and runs `shim delete`, which must remove the container.
+    assert!(dockerish_tests::wait_until(T, || !moved.exists() && !procs::alive(pid)), "runc state at {} or init {pid} left after shim delete", moved.display());
+    assert!(calls(&log).contains(&"delete".to_string()), "shim delete ran no `runc delete`");
+    c.remove(id);
+    c.assert_no_leftovers(id);
+    let _ = std::fs::remove_dir(moved.parent().unwrap());
+}
+
+/// Kill of a container's init (issue 14) signals it through a pidfd the shim opened at Create:
+/// no `runc kill` process, the exit is the signal's, and a Kill after the exit reports that the
+/// process already finished. `kill --all` (`ctr task kill -a`) still goes through runc.
+#[test]
+fn kill_signals_the_init_without_a_runc_process() {
+    let c = Containerd::start();
+    let log = c.dir.join("runc-calls");
+    let cfg = logging_runc(&c, &log);
+    let id = c.id("killed");
+    // The init of a PID namespace ignores signals it has no handler for: trap SIGTERM.
+    let o = c.run(D, id, &["sh", "-c", "trap 'exit 7' TERM; while :; do sleep 0.1; done"], RunOpts::detach().flag("--runtime-config-path").flag(&cfg));
+    assert_eq!(o.code(), 0, "{}", o.stderr);
+    assert_eq!(calls(&log), ["create"]);
+    let pid = c.task_pid(id).expect("task pid");
+    let k = c.ctr(&["task", "kill", "-s", "SIGTERM", id]);
+    assert_eq!(k.code(), 0, "{}", k.stderr);
+    assert!(c.wait_status(id, "STOPPED", T), "SIGTERM did not stop {id}");
+    assert!(!procs::alive(pid));
+    assert_eq!(calls(&log), Vec::<String>::new(), "Kill ran runc");
+    let d = c.ctr(&["task", "delete", id]);
+    assert!(d.stderr.contains("exit code 7"), "exit status of the init's TERM trap: {} {}", d.stdout, d.stderr);
+    let again = c.ctr(&["task", "kill", "-s", "SIGKILL", id]);
+    assert_ne!(again.code(), 0, "Kill of a deleted task must fail");
+
+    let id2 = c.id("killall");
+    let o = c.run(D, id2, &["sleep", "100000"], RunOpts::detach().flag("--runtime-config-path").flag(&cfg));
+    assert_eq!(o.code(), 0, "{}", o.stderr);
+    let _ = calls(&log);
+    let k = c.ctr(&["task", "kill", "-a", "-s", "SIGKILL", id2]);
+    assert_eq!(k.code(), 0, "{}", k.stderr);
+    assert!(c.wait_status(id2, "STOPPED", T));
+    assert_eq!(calls(&log), ["kill"], "kill --all is runc's");
+    c.remove(id);
+    c.remove(id2);
+    c.assert_no_leftovers(id);
+    c.assert_no_leftovers(id2);
+}
+
+/// The daemon's listening socket (passed by `shim start` as fd 3, necessarily inheritable) is
+/// not inherited by the processes the daemon starts: runc here, log drivers alike.
+#[test]
+fn runc_does_not_inherit_the_shims_socket() {
+    let c = Containerd::start();
+    let real = dockerish_tests::which("runc").unwrap_or_else(|| PathBuf::from("/usr/sbin/runc"));
+    let fds = c.dir.join("runc-fds");
+    let wrapper = c.dir.join("runc-fds.sh");
+    std::fs::write(&wrapper, format!("#!/bin/sh\ncase \" $* \" in *\" create \"*) ls -l /proc/$$/fd > {fds};; esac\nexec {real} \"$@\"\n", fds = fds.display(), real = real.display())).unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cfg = c.dir.join("runc-fds.toml");
+    std::fs::write(&cfg, format!("runc-binary = \"{}\"\n", wrapper.display())).unwrap();
+    let id = c.id("fds");
+    let o = c.run(D, id, &["true"], RunOpts::rm().flag("--runtime-config-path").flag(&cfg.display().to_string()));
+    assert_eq!(o.code(), 0, "{}", o.stderr);
+    let listing = std::fs::read_to_string(&fds).expect("the wrapper ran for runc create");
+    assert!(!listing.contains("socket:"), "runc create inherited a socket from the shim:\n{listing}");
+    c.assert_no_leftovers(id);
+}
+
 /// A spec with a poststart hook is started by `runc start` (the hook runs, once).
 #[test]
 fn poststart_hooks_are_left_to_runc_start() {
