@@ -31,6 +31,7 @@ matrix_tests!(
     io_uid_gid_own_the_stdio_pipes,
     stdio_combinations_never_bring_the_shim_down,
     exec_output_reaches_a_late_reader_in_full,
+    exec_output_waits_for_a_reader_that_opens_late,
 );
 matrix_tests!(dockerish_only:
     stuck_runc_of_one_container_does_not_stall_another,
@@ -494,6 +495,49 @@ fn exec_output_reaches_a_late_reader_in_full(v: Version, rt: Runtime) {
         total >= SIZE
     });
     assert_eq!(total, SIZE, "the exec's output was cut short for a reader that came late");
+    d.finish();
+}
+
+/// containerd's client opens its end of an output FIFO in a goroutine that may run only after
+/// the Exec RPC (ctr under load: `ctr task exec … echo` printed nothing). The Go shim's open of
+/// the FIFO waits for that reader; without the wait, a short exec's output went into a FIFO
+/// only the shim held and was dropped by the kernel when the shim closed it. Here the reader
+/// opens 1.5 s after the Start was sent, long after `echo` could have exited.
+fn exec_output_waits_for_a_reader_that_opens_late(v: Version, rt: Runtime) {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let c = Containerd::shared(v);
+    let mut d = Direct::new(&c, rt, &["sleep", "100000"], |_| {});
+    d.create("", None).expect("Create");
+    d.start("").expect("Start");
+    let (out, err) = (c.dir.join(format!("unread-out-{}", d.s.id)), c.dir.join(format!("unread-err-{}", d.s.id)));
+    for p in [&out, &err] {
+        nix::unistd::mkfifo(p.as_path(), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    }
+    let want = format!("late-reader-{}\n", d.s.id);
+    let reader = {
+        let (out, want) = (out.clone(), want.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1500));
+            let mut f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&out).unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            // 0 and EAGAIN both mean "nothing yet": the writer may still be opening its end.
+            dockerish_tests::wait_until(Duration::from_secs(10), || {
+                if let Ok(n) = f.read(&mut buf) {
+                    got.extend_from_slice(&buf[..n]);
+                }
+                got.len() >= want.len()
+            });
+            String::from_utf8_lossy(&got).into_owned()
+        })
+    };
+    // Only stdout's reader is late.
+    let _err_reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&err).unwrap();
+    d.exec("late", &process_spec(&["echo", want.trim_end()]), false, &out.display().to_string(), &err.display().to_string()).expect("Exec");
+    d.start("late").expect("Start of the exec");
+    assert_eq!(d.wait("late").expect("Wait"), 0);
+    assert_eq!(reader.join().unwrap(), want, "the exec's output was lost for a reader that opened its FIFO late");
     d.finish();
 }
 

@@ -41,7 +41,7 @@ fn containers_in_parallel_batches_leave_nothing() {
                 s.spawn(move || {
                     c.run_sleeper(D, id);
                     let o = c.ctr(&["task", "exec", "--exec-id", "probe", id, "echo", id]);
-                    assert_eq!(o.stdout.trim(), *id, "{}", o.stderr);
+                    assert_eq!(o.stdout.trim(), *id, "{} ({}): {}", o.what, o.status, o.stderr);
                 });
             }
         });

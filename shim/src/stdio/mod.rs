@@ -15,7 +15,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -45,16 +45,38 @@ fn cloexec_pipe(what: &'static str, path: &Path) -> Result<(OwnedFd, OwnedFd), S
     nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| StdioError::Open { what, path: path.display().to_string(), source: e.into() })
 }
 
-/// Opens a FIFO read-write: never blocks waiting for the other side, never hits EOF or
-/// EPIPE when containerd's side comes and goes (containerd restarts, `ctr run -d`).
-fn open_fifo_rw(what: &'static str, path: &Path) -> Result<OwnedFd, StdioError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map(OwnedFd::from)
-        .map_err(|source| StdioError::Open { what, path: path.display().to_string(), source })
+/// How long an output FIFO's open waits for the client's reader before going on without it.
+const READER_WAIT: Duration = Duration::from_secs(2);
+
+/// Opens an output FIFO once the client's reader is there, then read-write, so that the shim
+/// never hits EPIPE when containerd's side comes and goes (containerd restarts, `ctr run -d`).
+///
+/// The wait is the Go shim's rendezvous (it opens the FIFO write-only, blocking). containerd's
+/// client opens its reader in a goroutine that may run after the Exec RPC: without the wait a
+/// short process's output went into a FIFO that only the shim had open, and the kernel dropped
+/// it when the shim closed its end, before ctr's open (ctr printed nothing). A reader that has
+/// entered its open counts, even while that open still waits for a writer. After `until` the
+/// shim goes on as before: the output is kept for as long as the shim holds the FIFO.
+fn open_output_fifo(what: &'static str, path: &Path, until: Instant) -> Result<OwnedFd, StdioError> {
+    let err = |source| StdioError::Open { what, path: path.display().to_string(), source };
+    let mut pause = Duration::from_millis(1);
+    // ENXIO: no reader yet. Held until the read-write fd is open: closing the only writer
+    // would give a reader that just arrived EOF.
+    let _reader_seen = loop {
+        match OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(path) {
+            Ok(f) => break Some(f),
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) && Instant::now() < until => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                log::debug!("{what} FIFO {}: no reader within {READER_WAIT:?}; output is kept while the shim holds it", path.display());
+                break None;
+            }
+            Err(e) => return Err(err(e)),
+        }
+    };
+    OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(path).map(OwnedFd::from).map_err(err)
 }
 
 /// Opens the stdin FIFO read-only and non-blocking. Until a writer has connected, epoll
@@ -110,12 +132,12 @@ pub struct Prepared {
     owner: Option<(u32, u32)>,
 }
 
-fn open_sink(what: &'static str, s: &Sink, owner: Option<(u32, u32)>) -> Result<OpenSink, StdioError> {
+fn open_sink(what: &'static str, s: &Sink, owner: Option<(u32, u32)>, until: Instant) -> Result<OpenSink, StdioError> {
     Ok(match s {
         Sink::Null => OpenSink::Null,
         Sink::File(p) => OpenSink::File(open_file(what, p)?),
         Sink::Fifo(p) => {
-            let fifo = open_fifo_rw(what, p)?;
+            let fifo = open_output_fifo(what, p, until)?;
             let (pipe_r, pipe_w) = cloexec_pipe(what, p)?;
             chown(&pipe_w, owner, what)?;
             OpenSink::Fifo { fifo, pipe_r, pipe_w }
@@ -123,9 +145,11 @@ fn open_sink(what: &'static str, s: &Sink, owner: Option<(u32, u32)>) -> Result<
     })
 }
 
-/// Opens what `spec` names. Blocking (FIFOs, files, directories): run it off the runtime thread.
-/// `owner` is runc's IoUid/IoGid when either is set.
+/// Opens what `spec` names. Blocking (FIFOs, files, directories; up to [`READER_WAIT`] for the
+/// readers of output FIFOs): run it off the runtime thread. `owner` is runc's IoUid/IoGid when
+/// either is set.
 pub fn open(spec: &StdioSpec, owner: Option<(u32, u32)>) -> Result<Prepared, StdioError> {
+    let until = Instant::now() + READER_WAIT;
     let terminal = matches!(spec.output, Output::Terminal(_));
     let (mut stdin, mut terminal_stdin) = (None, None);
     if let Some(p) = &spec.stdin {
@@ -140,11 +164,11 @@ pub fn open(spec: &StdioSpec, owner: Option<(u32, u32)>) -> Result<Prepared, Std
     }
     let output = match &spec.output {
         Output::Terminal(Sink::Null) => OpenOutput::Terminal(None),
-        Output::Terminal(Sink::Fifo(p)) => OpenOutput::Terminal(Some((open_fifo_rw("stdout", p)?, true))),
+        Output::Terminal(Sink::Fifo(p)) => OpenOutput::Terminal(Some((open_output_fifo("stdout", p, until)?, true))),
         Output::Terminal(Sink::File(p)) => OpenOutput::Terminal(Some((open_file("stdout", p)?, false))),
         Output::Streams { stdout, stderr } => {
-            let out = open_sink("stdout", stdout, owner)?;
-            let err = if stderr == stdout && *stdout != Sink::Null { OpenSink::SameAsStdout } else { open_sink("stderr", stderr, owner)? };
+            let out = open_sink("stdout", stdout, owner, until)?;
+            let err = if stderr == stdout && *stdout != Sink::Null { OpenSink::SameAsStdout } else { open_sink("stderr", stderr, owner, until)? };
             OpenOutput::Streams { stdout: out, stderr: err }
         }
         Output::Logger(l) => OpenOutput::Logger(l.clone()),
@@ -406,4 +430,48 @@ async fn start_logger(l: &Logger, monitor: &Monitor, container_id: &str, namespa
         Err(_) => return Err(lerr("did not close or write to fd 5 within 10s (children holding fd 5 open count as not ready)".into())),
     }
     Ok((out_w, err_w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fifo(dir: &tempfile::TempDir) -> std::path::PathBuf {
+        let p = dir.path().join("out");
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        p
+    }
+
+    #[test]
+    fn output_fifo_without_a_reader_is_opened_when_the_wait_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = fifo(&dir);
+        let started = Instant::now();
+        let fd = open_output_fifo("stdout", &p, started + Duration::from_millis(100)).expect("opened without a reader");
+        assert!(started.elapsed() >= Duration::from_millis(100), "gave up before the wait ended");
+        // Read-write: the output is kept for as long as the shim holds it.
+        nix::unistd::write(&fd, b"kept").unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(nix::unistd::read(fd.as_raw_fd(), &mut buf).unwrap(), 4);
+    }
+
+    #[test]
+    fn output_fifo_open_returns_once_a_reader_came_and_it_gets_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = fifo(&dir);
+        let reader = {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                // Blocking, as containerd's client opens it: returns once the shim's end is open.
+                std::fs::read(&p).unwrap()
+            })
+        };
+        let started = Instant::now();
+        let fd = open_output_fifo("stdout", &p, started + Duration::from_secs(30)).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(20), "did not notice the reader");
+        nix::unistd::write(&fd, b"all of it").unwrap();
+        drop(fd);
+        assert_eq!(reader.join().unwrap(), b"all of it");
+    }
 }
