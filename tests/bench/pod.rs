@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use dockerish_tests::cri::{kubelet_namespaces, pause_image_tarball, Cri, CNI_CONFLIST, PAUSE_IMAGE};
+use dockerish_tests::cri::{kubelet_namespaces, node_cri_config, pause_image_tarball, Cri, CNI_CONFLIST, PAUSE_IMAGE};
 use dockerish_tests::{wait_until, Containerd, Options, Version, IMAGE};
 use k8s_cri::v1::*;
 
@@ -19,56 +19,17 @@ const K8S_NS: &str = "k8s.io";
 const HANDLERS: [&str; 2] = ["runc", "dockerish"];
 const CONTAINERS: usize = 10;
 
+/// The node's CRI config the tests use, plus both handlers (the Go shim named explicitly, so that
+/// `runc` is the same runtime on every version) with dockerish reading the repository's config.
 fn config(dir: &Path, v: Version) -> String {
-    let cni = dir.join("cni");
     let shim_config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/dockerish.toml");
     let shim_config = std::fs::canonicalize(&shim_config).unwrap_or(shim_config);
-    if v.is_2x() {
-        format!(
-            r#"version = 3
-[plugins.'io.containerd.cri.v1.images'.pinned_images]
-  sandbox = '{PAUSE_IMAGE}'
-[plugins.'io.containerd.cri.v1.runtime']
-  netns_mounts_under_state_dir = true
-  restrict_oom_score_adj = true
-  [plugins.'io.containerd.cri.v1.runtime'.cni]
-    bin_dirs = ['/usr/lib/cni']
-    conf_dir = '{cni}'
-  [plugins.'io.containerd.cri.v1.runtime'.containerd]
-    default_runtime_name = 'runc'
-  [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
-    runtime_type = 'io.containerd.runc.v2'
-  [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.dockerish]
-    runtime_type = 'io.containerd.dockerish.v2'
-    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.dockerish.options]
-      ConfigPath = '{cfg}'
-"#,
-            cni = cni.display(),
-            cfg = shim_config.display()
-        )
-    } else {
-        format!(
-            r#"version = 2
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{PAUSE_IMAGE}"
-  netns_mounts_under_state_dir = true
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "{cni}"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    default_runtime_name = "runc"
-  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-    runtime_type = "io.containerd.runc.v2"
-  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.dockerish]
-    runtime_type = "io.containerd.dockerish.v2"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.dockerish.options]
-      ConfigPath = "{cfg}"
-"#,
-            cni = cni.display(),
-            cfg = shim_config.display()
-        )
-    }
+    let runtimes = if v.is_2x() { "plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes" } else { "plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes" };
+    format!(
+        "{node}\n[{runtimes}.runc]\n  runtime_type = 'io.containerd.runc.v2'\n[{runtimes}.dockerish]\n  runtime_type = 'io.containerd.dockerish.v2'\n  [{runtimes}.dockerish.options]\n    ConfigPath = '{cfg}'\n",
+        node = node_cri_config(v, &dir.join("cni")),
+        cfg = shim_config.display()
+    )
 }
 
 struct Pod {
