@@ -665,7 +665,9 @@ class Bench:
             return
         log(f"[pod] CRI: RunPodSandbox + 10 x (CreateContainer + StartContainer), then 10 x StopContainer + StopPodSandbox   x{self.args.pods} per handler, alternating")
         out = os.path.join(self.work, "pod.json")
-        r = subprocess.run([self.args.pod_bench, "--containerd", self.args.containerd, "--rounds", str(self.args.pods), "--json", out], stdin=subprocess.DEVNULL, stderr=sys.stderr, stdout=subprocess.DEVNULL, timeout=1800)
+        # The shim under test, not the harness's default (the debug build).
+        env = dict(os.environ, DOCKERISH_SHIM=self.dk_bin)
+        r = subprocess.run([self.args.pod_bench, "--containerd", self.args.containerd, "--rounds", str(self.args.pods), "--json", out], stdin=subprocess.DEVNULL, stderr=sys.stderr, stdout=subprocess.DEVNULL, timeout=1800, env=env)
         if r.returncode != 0:
             raise RuntimeError(f"pod bench failed ({r.returncode})")
         with open(out) as f:
