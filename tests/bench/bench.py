@@ -737,6 +737,8 @@ def reduce_trace(runs, procs, events):
             add(kind, rt, "`shim start` until it replies", (start["end"] - start["start"]) if start else nan)
             add(kind, rt, "reply → `runc create` starts (connect, Create before runc)", (create["start"] - start["end"]) if start and create else nan)
             add(kind, rt, "`runc create`", (create["end"] - create["start"]) if create else nan)
+            # Same spec, same runc: a wall-time difference with the same CPU is waiting, not work.
+            add(kind, rt, "  CPU of `runc create` (and the children it reaped)", create["cpu"] if create else nan)
             add(kind, rt, "`runc create` done → TaskCreate", (ts("/tasks/create") - create["end"]) if create else nan)
             add(kind, rt, "TaskCreate → TaskStart (Create reply, Wait, Start)", ts("/tasks/start") - ts("/tasks/create"))
             add(kind, rt, "  of which `runc start`", (rstart["end"] - rstart["start"]) if rstart else 0.0)
