@@ -12,7 +12,7 @@ pub use dockerish_spec::{DaemonConfig, Filled, HostAction, HostError};
 pub use realhost::{FeaturesRunner, RealHost};
 
 use dockerish_spec::annotations;
-use dockerish_spec::oci::Doc;
+use dockerish_spec::oci::{key, Doc};
 use dockerish_spec::{Inputs, SpecError, Value};
 use std::path::{Path, PathBuf};
 
@@ -105,7 +105,11 @@ pub struct ExecUsers {
 impl ExecUsers {
     /// `original`: the spec the client wrote; `filled`: what `fill` made of it.
     pub fn new(bundle: &Path, original: &Value, filled: &Filled, config: &DaemonConfig) -> ExecUsers {
-        let (filled_doc, original_doc) = (Doc(filled.spec.clone()), Doc(original.clone()));
+        // A Doc owns its Value: give each only the parts read here. A copy of the whole filled
+        // spec (Docker's seccomp profile is ~1,500 values) was a fifth of a Create's
+        // instructions in the daemon, building and freeing it.
+        let part = |v: &Value, keys: &[&str]| Doc(Value::Object(keys.iter().filter_map(|k| Some((k.to_string(), v.get(*k)?.clone()))).collect()));
+        let (filled_doc, original_doc) = (part(&filled.spec, &[key::ROOT, key::ANNOTATIONS]), part(original, &[key::PROCESS]));
         let (uid, gid, _) = original_doc.user();
         let root = filled_doc.root_path().unwrap_or("rootfs");
         let rootfs = if Path::new(root).is_absolute() { PathBuf::from(root) } else { bundle.join(root) };

@@ -160,14 +160,24 @@ fn spawn_daemon(flags: &Flags, bundle: &Path, socket: &Path, listener: &UnixList
     if let Some(t) = ttrpc {
         cmd.env("TTRPC_ADDRESS", t);
     }
+    // As the Go shim starts its daemon: runc (a Go program) inherits it from us, and the same
+    // runc work should run with the same Go runtime under either shim. containerd gives shims
+    // GOMAXPROCS=2, with which `runc create` was slower (tests/bench/RESULTS.md).
+    cmd.env("GOMAXPROCS", "4");
     // containerd reads start's combined output until EOF: the daemon must not inherit it.
     cmd.current_dir(bundle).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    // A process group of its own, as the Go shim's daemon (Setpgid): signals sent to
+    // containerd's group (a terminal's ^C) do not reach it. Not a session of its own: with the
+    // kernel's autogroup scheduling (sched_autogroup_enabled, on by default) every session is
+    // a scheduling group, and runc, runc init and the container would then share one fresh
+    // group's CPU share instead of running in containerd's, as under the Go shim; `runc
+    // create` took longer under load that way with the same CPU time (tests/bench/RESULTS.md).
+    cmd.process_group(0);
     let fd = listener.as_raw_fd();
     // SAFETY: pre_exec is unsafe by contract (it runs between fork and exec); the closure only
-    // makes async-signal-safe calls (setsid, fcntl, dup2).
+    // makes async-signal-safe calls (fcntl, dup2).
     unsafe {
         cmd.pre_exec(move || {
-            nix::unistd::setsid()?;
             // dup2 clears FD_CLOEXEC on fd 3; if fd already is 3, clear it by hand.
             if fd == 3 {
                 nix::fcntl::fcntl(3, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))?;

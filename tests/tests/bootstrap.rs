@@ -66,6 +66,18 @@ fn start_replies_address_then_shutdown_and_delete(v: Version, rt: Runtime) {
     let o = s.start_as_containerd(None);
     let reply = check_start_reply(&s, &o);
     let daemon = s.daemons()[0].pid;
+    // The Go shim starts its daemon with GOMAXPROCS=4 and runc, a Go program, inherits it: the
+    // same runc work must run with the same Go runtime setting under both shims (it made
+    // `runc create` measurably faster than containerd's GOMAXPROCS=2 on this 2-core machine).
+    let environ = std::fs::read(format!("/proc/{daemon}/environ")).unwrap();
+    let gomaxprocs: Vec<&[u8]> = environ.split(|b| *b == 0).filter(|e| e.starts_with(b"GOMAXPROCS=")).collect();
+    assert_eq!(gomaxprocs, [b"GOMAXPROCS=4".as_slice()], "{rt:?} daemon's GOMAXPROCS under {v}");
+    // A process group of its own but containerd's session, as the Go shim's daemon (Setpgid):
+    // a session is also a scheduling group (autogroup), and runc should be scheduled as under
+    // the Go shim.
+    let stat = std::fs::read_to_string(format!("/proc/{daemon}/stat")).unwrap();
+    let f: Vec<i32> = stat[stat.rfind(')').unwrap() + 2..].split(' ').skip(2).take(2).map(|x| x.parse().unwrap()).collect();
+    assert_eq!((f[0], f[1] == daemon), (daemon, false), "{rt:?} daemon under {v}: (process group, session leader)");
 
     // A second `start` for the same id joins the running daemon: same address, no new process.
     let o2 = s.start_as_containerd(None);
