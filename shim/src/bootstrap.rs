@@ -161,8 +161,9 @@ fn spawn_daemon(flags: &Flags, bundle: &Path, socket: &Path, listener: &UnixList
         cmd.env("TTRPC_ADDRESS", t);
     }
     // As the Go shim starts its daemon: runc (a Go program) inherits it from us, and the same
-    // runc work should run with the same Go runtime under either shim. containerd gives shims
-    // GOMAXPROCS=2, with which `runc create` was slower (tests/bench/RESULTS.md).
+    // runc work should run with the same Go runtime under either shim (containerd gives shims
+    // GOMAXPROCS=2). For parity: on a quiet machine `runc create` took the same time with
+    // either value; only under heavy load did 4 look faster (tests/bench/RESULTS.md).
     cmd.env("GOMAXPROCS", "4");
     // containerd reads start's combined output until EOF: the daemon must not inherit it.
     cmd.current_dir(bundle).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());

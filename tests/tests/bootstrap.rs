@@ -67,8 +67,8 @@ fn start_replies_address_then_shutdown_and_delete(v: Version, rt: Runtime) {
     let reply = check_start_reply(&s, &o);
     let daemon = s.daemons()[0].pid;
     // The Go shim starts its daemon with GOMAXPROCS=4 and runc, a Go program, inherits it: the
-    // same runc work must run with the same Go runtime setting under both shims (it made
-    // `runc create` measurably faster than containerd's GOMAXPROCS=2 on this 2-core machine).
+    // same runc work must run with the same Go runtime setting under both shims (containerd
+    // itself gives shims GOMAXPROCS=2).
     let environ = std::fs::read(format!("/proc/{daemon}/environ")).unwrap();
     let gomaxprocs: Vec<&[u8]> = environ.split(|b| *b == 0).filter(|e| e.starts_with(b"GOMAXPROCS=")).collect();
     assert_eq!(gomaxprocs, [b"GOMAXPROCS=4".as_slice()], "{rt:?} daemon's GOMAXPROCS under {v}");
