@@ -104,10 +104,11 @@ fn log_uri_file(v: Version, rt: Runtime) {
     );
     assert_eq!(o.code(), 4, "{}", o.stderr);
     let text = || std::fs::read_to_string(&log).unwrap_or_default();
-    if rt == Runtime::RuncV2 && v >= Version::V1_7 {
-        // The Go shim 1.7 and 2.x lose one of the two streams now and then when the machine is
-        // busy (measured under 1.7.34: 2 of 16 parallel runs had only "to-out"; ours 0 of 16):
-        // for that reference, one stream is enough to show the file was written.
+    if rt == Runtime::RuncV2 {
+        // The Go shims lose one of the two streams now and then when the machine is busy
+        // (measured under 1.7.34: 2 of 16 parallel runs had only "to-out"; ours 0 of 16; 1.6's
+        // did the same once in a full run): for that reference, one stream is enough to show
+        // the file was written. Ours is held to both streams.
         assert!(dockerish_tests::wait_until(T, || text().contains("to-out") || text().contains("to-err")), "log file content: {:?}", text());
     } else {
         assert!(text().contains("to-out") && text().contains("to-err"), "log file content: {:?}", text());
