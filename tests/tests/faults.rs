@@ -38,13 +38,16 @@ fn assert_clear_error(msg: &str, expect_all: &[&str]) {
 }
 
 /// Reads a FIFO in the background (containerd drains the shim's `log`; a direct test must too).
-fn drain(path: &Path) {
+/// Reads the shim's log FIFO until its writers are gone. Join it once the bundle is removed and
+/// before the file system is remounted: an unlinked FIFO still open is a removed-but-open inode,
+/// and the kernel refuses to remount that file system read-only ("mount point is busy").
+fn drain(path: &Path) -> std::thread::JoinHandle<()> {
     use std::io::Read;
     let mut f = std::fs::File::open(path).expect("open log fifo");
     std::thread::spawn(move || {
         let mut buf = [0u8; 8192];
         while matches!(f.read(&mut buf), Ok(n) if n > 0) {}
-    });
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -311,7 +314,7 @@ fn full_or_read_only_bundle_keeps_the_original_spec(v: Version) {
         std::fs::create_dir_all(s.bundle.join("rootfs")).unwrap();
         let original = std::fs::read(s.bundle.join("config.json")).unwrap();
         let address = s.start(b"").expect_ok().stdout.trim().to_string();
-        drain(&s.bundle.join("log"));
+        let log_reader = drain(&s.bundle.join("log"));
         let before: Vec<String> = list(&s.bundle);
         let filler = match case {
             "full" => Some(fill_up(&fs.0)),
@@ -350,6 +353,9 @@ fn full_or_read_only_bundle_keeps_the_original_spec(v: Version) {
         assert_eq!(s.delete().code(), 0);
         assert!(!procs::runc_state(&s.ns, &s.id).exists());
         assert!(dockerish_tests::wait_until(Duration::from_secs(5), || !s.expected_socket().exists()), "{case}: socket left");
+        // The FIFO's last writer is the test's own end (containerd's), closed with `s`.
+        drop(s);
+        log_reader.join().unwrap();
     }
 }
 
