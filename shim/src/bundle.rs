@@ -132,10 +132,9 @@ impl Bundle {
     /// Written to a temporary name and renamed: a daemon killed mid-write must not leave a
     /// state `shim delete` cannot read (it would fall back to the default runc).
     fn save_state(&self, s: &SavedState) -> Result<(), BundleError> {
-        let (path, tmp) = (self.path(STATE_FILE), self.path(".dockerish-state.json.tmp"));
+        let path = self.path(STATE_FILE);
         let json = serde_json::to_vec(s).map_err(|e| BundleError::System(e.to_string()))?;
-        crate::fsutil::write_private(&tmp, &json).map_err(|e| BundleError::System(format!("write {}: {e}", tmp.display())))?;
-        std::fs::rename(&tmp, &path).map_err(|e| BundleError::System(format!("rename {} to {}: {e}", tmp.display(), path.display())))
+        crate::fsutil::replace_private(&path, &json).map_err(|e| BundleError::System(format!("write {}: {e}", path.display())))
     }
 
     /// Records that runc removed the container (the Delete RPC's `runc delete` succeeded or
@@ -190,9 +189,7 @@ impl Bundle {
     }
 
     pub fn write_address(&self, address: &str) -> std::io::Result<()> {
-        let tmp = self.path(".address.tmp");
-        crate::fsutil::write_private(&tmp, address.as_bytes())?;
-        std::fs::rename(&tmp, self.path(ADDRESS))
+        crate::fsutil::replace_private(&self.path(ADDRESS), address.as_bytes())
     }
 
     /// The grouping id: containers of one pod (or an explicit group) share a daemon, as with
