@@ -237,14 +237,10 @@ impl ProcessIo {
 
     /// Stops every copier and closes every fd (the process is gone).
     pub fn shutdown(&mut self) {
-        self.close_stdin.take();
-        if let Some(t) = self.stdin_task.take() {
-            t.abort();
-        }
+        self.close_after_exit();
         for t in self.output_tasks.drain(..) {
             t.abort();
         }
-        self.console.take();
     }
 }
 
